@@ -1,0 +1,120 @@
+"""Pass 5, callback order: derive each stage's callback order from hard edges and tie-breaks.
+
+Requires: a stage's callbacks complete (declared, migrated, defaults), in tie-break position.
+Guarantees: ``callbacks`` in an order that respects every hard edge — ``after`` / ``before``
+(explicit) and dataflow (every writer of a key before every reader of it) — with the order bucket
+and then the tie-break position deciding between unordered callbacks; ``edges`` lists the hard
+edges with their reasons; ``inversions`` the hard edges that put a higher bucket first. Unknown
+names (SF401) and cycles (SF402, printed with every edge's reason) are reported; a stage with a
+cycle keeps bucket order.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+
+import networkx as nx
+
+from stagegraph.compiler.diagnostics import Diagnostics, did_you_mean
+from stagegraph.compiler.keys import matches, namespace
+from stagegraph.compiler.plan import CallbackPlan, EdgePlan, ExecutionPlan, StagePlan
+from stagegraph.graph.enums import bucket_name
+
+
+def callback_order(plan: ExecutionPlan, diags: Diagnostics) -> ExecutionPlan:
+    return plan.model_copy(update={"stages": tuple(order_stage(s, diags) for s in plan.stages)})
+
+
+def order_stage(stage: StagePlan, diags: Diagnostics) -> StagePlan:
+    """One stage's order; see the module docstring."""
+    callbacks = stage.callbacks
+    position = {cb.name: i for i, cb in enumerate(callbacks)}
+    edges = [*_explicit_edges(stage, position, diags), *_dataflow_edges(callbacks)]
+    graph: nx.DiGraph = nx.DiGraph()
+    graph.add_nodes_from(position)
+    for edge in edges:
+        if graph.has_edge(edge.source, edge.target):
+            graph.edges[edge.source, edge.target]["reasons"].append(edge)
+        else:
+            graph.add_edge(edge.source, edge.target, reasons=[edge])
+    by_name = {cb.name: cb for cb in callbacks}
+
+    def tie_break(name: str) -> tuple[int, int]:
+        return (by_name[name].order, position[name])
+
+    try:
+        cycle = nx.find_cycle(graph)
+    except nx.NetworkXNoCycle:
+        names = list(nx.lexicographical_topological_sort(graph, key=tie_break))
+    else:
+        _report_cycle(stage.name, cycle, graph, diags)
+        names = sorted(position, key=tie_break)
+    inversions = tuple(
+        e for e in edges if by_name[e.source].order > by_name[e.target].order
+    )
+    return stage.model_copy(update={
+        "callbacks": tuple(by_name[n] for n in names),
+        "edges": tuple(edges),
+        "inversions": inversions,
+    })
+
+
+def _explicit_edges(stage: StagePlan, position: dict[str, int], diags: Diagnostics
+                    ) -> list[EdgePlan]:
+    edges = []
+    for cb in stage.callbacks:
+        for other, field in [(o, "after") for o in cb.after] + [(o, "before") for o in cb.before]:
+            if other not in position:
+                diags.error("SF401", f"{field}={other!r} names no callback of this stage."
+                            + did_you_mean(other, position),
+                            f"callbacks of stage {stage.name!r}: "
+                            f"{', '.join(map(repr, position)) or 'none'}",
+                            stage=stage.name, callback=cb.name)
+                continue
+            if other == cb.name:
+                diags.error("SF401", f"callback {cb.name!r} names itself in {field}",
+                            f"remove {other!r} from {field}", stage=stage.name,
+                            callback=cb.name)
+                continue
+            source, target = (other, cb.name) if field == "after" else (cb.name, other)
+            edges.append(EdgePlan(source=source, target=target, kind="explicit",
+                                  reason=f"{cb.name!r} declares {field}={other!r}"))
+    return edges
+
+
+def _dataflow_edges(callbacks: tuple[CallbackPlan, ...]) -> list[EdgePlan]:
+    writers: dict[str, list[tuple[str, CallbackPlan]]] = defaultdict(list)
+    for cb in callbacks:
+        for key in cb.writes:
+            writers[namespace(key)].append((key, cb))
+    edges = []
+    for reader in callbacks:
+        for key in reader.reads:
+            for written, writer in writers.get(namespace(key), ()):
+                if writer.name != reader.name and matches(written, key):
+                    edges.append(EdgePlan(
+                        source=writer.name, target=reader.name, kind="dataflow",
+                        key=key if written.endswith(".*") else written,
+                        reason=f"{writer.name!r} writes {written!r}, which {reader.name!r} "
+                               f"reads as {key!r}" if written != key else
+                               f"{writer.name!r} writes {key!r}, which {reader.name!r} reads",
+                    ))
+    return edges
+
+
+def _report_cycle(stage: str, cycle: list[tuple[str, str]], graph: nx.DiGraph,
+                  diags: Diagnostics) -> None:
+    path = " -> ".join([*(u for u, _ in cycle), cycle[0][0]])
+    reasons = "; ".join(
+        f"{u} -> {v}: {graph.edges[u, v]['reasons'][0].reason}" for u, v in cycle
+    )
+    diags.error("SF402", f"callbacks form a cycle: {path} ({reasons})",
+                "drop one of these after/before declarations, or split a key that is both "
+                "read and written along the cycle", stage=stage, callback=cycle[0][0])
+
+
+def describe_inversion(edge: EdgePlan, stage: StagePlan) -> str:
+    """``'a' (Optimizer (60)) runs before 'b' (Metric (20)) because ...``."""
+    src, dst = stage.callback(edge.source), stage.callback(edge.target)
+    return (f"{edge.source!r} ({bucket_name(src.order)}) runs before {edge.target!r} "
+            f"({bucket_name(dst.order)}) because {edge.reason}")

@@ -1,0 +1,199 @@
+"""The execution plan: frozen, serialisable data the runtime interprets and tools display.
+
+The plan names live objects (callback instances, models, loaders) but never holds them, so it
+round-trips through JSON. A plan made by :func:`stagegraph.compile` remembers the experiment it
+came from (a private attribute, not serialised), which is how ``Runner(plan)`` finds the objects.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import TYPE_CHECKING, Any, Literal
+
+from pydantic import PrivateAttr
+
+from stagegraph.compiler.diagnostics import Diagnostic, Frozen, Severity
+from stagegraph.graph.enums import CallbackNode, CallbackScope, LoaderKind, RankKind
+
+if TYPE_CHECKING:
+    import graphviz
+
+    from stagegraph.compiler.explain import Explanation
+
+SCHEMA_VERSION = 1
+
+Origin = Literal["declared", "migrated", "default"]
+EdgeKind = Literal["explicit", "dataflow"]
+
+
+class LoaderPlan(Frozen):
+    name: str
+    kind: LoaderKind
+
+
+class HandlerPlan(Frozen):
+    """The batch step: what it is, and the keys it reads from the batch and writes."""
+
+    type: str
+    reads: tuple[str, ...] = ()
+    writes: tuple[str, ...] = ()
+    declared: bool = True
+
+
+class CallbackPlan(Frozen):
+    """One callback of a stage, in execution order.
+
+    ``origin`` says where it comes from: ``declared`` in this stage, ``migrated`` from
+    ``source_stage`` (an experiment-scoped callback handed over along a stage edge), or
+    ``default`` (added by the compiler; ``target`` and ``params`` say how the runtime builds it).
+    ``declared_in`` is the stage whose ``callbacks`` hold the instance.
+    """
+
+    name: str
+    type: str
+    kind: str | None = None
+    order: int
+    node: CallbackNode
+    scope: CallbackScope
+    origin: Origin = "declared"
+    declared_in: str
+    source_stage: str | None = None
+    after: tuple[str, ...] = ()
+    before: tuple[str, ...] = ()
+    reads: tuple[str, ...] = ()
+    writes: tuple[str, ...] = ()
+    events: tuple[str, ...] = ()
+    target: str | None = None
+    params: dict[str, Any] = {}
+
+
+class EdgePlan(Frozen):
+    """A hard ordering edge ``source`` before ``target`` and why it exists."""
+
+    source: str
+    target: str
+    kind: EdgeKind
+    reason: str
+    key: str | None = None
+
+
+class MigrationPlan(Frozen):
+    """Experiment-scoped callbacks handed from ``source`` to ``target``."""
+
+    source: str
+    target: str
+    callbacks: tuple[str, ...]
+
+
+class StagePlan(Frozen):
+    name: str
+    index: int
+    after: tuple[str, ...] = ()
+    is_infer: bool = False
+    num_epochs: int = 1
+    main_metric: str = "loss"
+    minimize_metric: bool = True
+    valid_loader: str = "valid"
+    migrate_from_previous_stage: bool = True
+    check_run: bool = False
+    precision: Literal["fp32", "amp", "bf16"] = "fp32"
+    batch_keys: tuple[str, ...] | None = None
+    loaders: tuple[LoaderPlan, ...] = ()
+    components: dict[str, Literal["stage", "experiment"]] = {}
+    handler: HandlerPlan
+    callbacks: tuple[CallbackPlan, ...] = ()
+    dispatch: dict[str, tuple[str, ...]] = {}
+    edges: tuple[EdgePlan, ...] = ()
+    inversions: tuple[EdgePlan, ...] = ()
+    migrations: tuple[MigrationPlan, ...] = ()
+
+    def callback(self, name: str) -> CallbackPlan:
+        for cb in self.callbacks:
+            if cb.name == name:
+                return cb
+        raise KeyError(f"stage {self.name!r} has no callback {name!r}")
+
+
+class StageEdge(Frozen):
+    source: str
+    target: str
+
+
+class ExecutionPlan(Frozen):
+    """What `stagegraph.compile` produces. ``ok`` is false when any diagnostic is an error."""
+
+    schema_version: int = SCHEMA_VERSION
+    experiment: str
+    seed: int
+    device: str = "auto"
+    rank: RankKind = RankKind.single
+    logdir: str | None = None
+    stages: tuple[StagePlan, ...] = ()
+    stage_edges: tuple[StageEdge, ...] = ()
+    diagnostics: tuple[Diagnostic, ...] = ()
+    hash: str = ""
+
+    _experiment: Any = PrivateAttr(default=None)
+
+    # --- derived views ------------------------------------------------------------------------
+    @property
+    def ok(self) -> bool:
+        return not self.errors
+
+    @property
+    def errors(self) -> tuple[Diagnostic, ...]:
+        return tuple(d for d in self.diagnostics if d.severity is Severity.error)
+
+    @property
+    def warnings(self) -> tuple[Diagnostic, ...]:
+        return tuple(d for d in self.diagnostics if d.severity is Severity.warning)
+
+    @property
+    def experiment_object(self) -> Any:
+        """The `Experiment` this plan was compiled from, or ``None`` for a plan read from JSON."""
+        return self._experiment
+
+    def stage(self, name: str) -> StagePlan:
+        for stage in self.stages:
+            if stage.name == name:
+                return stage
+        known = ", ".join(repr(s.name) for s in self.stages)
+        raise KeyError(f"plan has no stage {name!r}; stages: {known}")
+
+    # --- emitters -----------------------------------------------------------------------------
+    def to_json(self, indent: int | None = 2) -> str:
+        return self.model_dump_json(indent=indent)
+
+    def to_graphviz(self) -> graphviz.Digraph:
+        from stagegraph.compiler.render import to_graphviz
+
+        return to_graphviz(self)
+
+    def explain(self, stage: str, first: str, second: str) -> Explanation:
+        from stagegraph.compiler.explain import explain
+
+        return explain(self, stage, first, second)
+
+    def __str__(self) -> str:
+        from stagegraph.compiler.text import plan_to_text
+
+        return plan_to_text(self)
+
+    def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, Any]:
+        """Jupyter shows the diagram (SVG where ``dot`` is installed) and the text form."""
+        return self.to_graphviz()._repr_mimebundle_(include, exclude)  # type: ignore[no-any-return]
+
+
+def content_hash(plan: ExecutionPlan) -> str:
+    """A stable sha256 of everything in the plan but the hash itself."""
+    data = plan.model_dump(mode="json", exclude={"hash"})
+    text = json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def with_hash(plan: ExecutionPlan) -> ExecutionPlan:
+    """The plan with its ``hash`` filled in (the private experiment binding is kept)."""
+    hashed = plan.model_copy(update={"hash": content_hash(plan)})
+    hashed._experiment = plan._experiment
+    return hashed

@@ -1,0 +1,135 @@
+"""The `Callback` base class: event methods plus the declarations the compiler orders them by."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any, ClassVar
+
+from stagegraph.graph.enums import EVENT_METHODS, CallbackNode, CallbackOrder, CallbackScope
+
+_DECLARATIONS = ("order", "node", "scope", "after", "before", "reads", "writes")
+
+
+class Callback:
+    """A unit of training logic that reacts to runner events.
+
+    Declarations live on the class and may be overridden per instance by keyword arguments::
+
+        class Accuracy(Callback):
+            order = CallbackOrder.Metric
+            reads = ("output.logits", "batch.targets")
+            writes = ("metric.accuracy",)
+
+            def on_batch_end(self, runner): ...
+
+        Accuracy(after=("criterion",))   # this instance also runs after 'criterion'
+
+    ``reads`` / ``writes`` are dataflow keys (``namespace.name``; ``namespace.*`` reads or writes
+    the whole namespace). Every writer of a key runs before every reader of it in the same stage.
+    ``kind`` names what a built-in callback is for (``"criterion"``, ``"optimizer"``...): a callback
+    of the same kind replaces the default the compiler would otherwise add.
+    """
+
+    order: ClassVar[int] = CallbackOrder.Internal
+    node: ClassVar[CallbackNode] = CallbackNode.all
+    scope: ClassVar[CallbackScope] = CallbackScope.stage
+    after: ClassVar[tuple[str, ...]] = ()
+    before: ClassVar[tuple[str, ...]] = ()
+    reads: ClassVar[tuple[str, ...]] = ()
+    writes: ClassVar[tuple[str, ...]] = ()
+    kind: ClassVar[str | None] = None
+
+    def __init__(
+        self,
+        *,
+        order: int | None = None,
+        node: CallbackNode | str | None = None,
+        scope: CallbackScope | str | None = None,
+        after: Iterable[str] | str | None = None,
+        before: Iterable[str] | str | None = None,
+        reads: Iterable[str] | str | None = None,
+        writes: Iterable[str] | str | None = None,
+    ) -> None:
+        # Stored raw: the compiler's schema pass validates them and reports every mistake at once.
+        given = {"order": order, "node": node, "scope": scope, "after": after,
+                 "before": before, "reads": reads, "writes": writes}
+        for name, value in given.items():
+            if value is not None:
+                if isinstance(value, str) and name in ("after", "before", "reads", "writes"):
+                    value = (value,)
+                elif name in ("after", "before", "reads", "writes") and _is_iterable(value):
+                    value = tuple(value)
+                setattr(self, name, value)
+
+    # --- events -------------------------------------------------------------------------------
+    def on_experiment_start(self, runner: Any) -> None:
+        """Once, before the first stage."""
+
+    def on_stage_start(self, runner: Any) -> None:
+        """At the start of each stage this callback belongs to."""
+
+    def on_epoch_start(self, runner: Any) -> None:
+        """At the start of each epoch."""
+
+    def on_loader_start(self, runner: Any) -> None:
+        """Before the first batch of each loader."""
+
+    def on_batch_start(self, runner: Any) -> None:
+        """Before the batch handler (the model's forward pass)."""
+
+    def on_batch_end(self, runner: Any) -> None:
+        """After the batch handler."""
+
+    def on_loader_end(self, runner: Any) -> None:
+        """After the last batch of each loader."""
+
+    def on_epoch_end(self, runner: Any) -> None:
+        """After every loader of the epoch."""
+
+    def on_stage_end(self, runner: Any) -> None:
+        """At the end of each stage this callback belongs to."""
+
+    def on_experiment_end(self, runner: Any) -> None:
+        """Once, after the last stage."""
+
+    def on_exception(self, runner: Any) -> None:
+        """When the run fails; ``runner.exception`` holds the error."""
+
+    # --- state for checkpoints ----------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        """State to save in checkpoints; stateless callbacks return ``{}``."""
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore what :meth:`state_dict` returned."""
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}()"
+
+
+def _is_iterable(value: object) -> bool:
+    try:
+        iter(value)  # type: ignore[call-overload]
+    except TypeError:
+        return False
+    return True
+
+
+def overridden_events(callback: object) -> tuple[str, ...]:
+    """The event methods ``callback``'s class defines itself rather than inheriting as no-ops."""
+    cls = type(callback)
+    found = []
+    for event in EVENT_METHODS:
+        method = getattr(cls, event, None)
+        if method is not None and method is not getattr(Callback, event):
+            found.append(event)
+    # An instance attribute (a function stored on the object) counts as an override too.
+    found.extend(e for e in EVENT_METHODS if e in getattr(callback, "__dict__", {}) and e not in found)
+    return tuple(e for e in EVENT_METHODS if e in found)
+
+
+def declared(callback: object, name: str) -> Any:
+    """The declaration ``name`` of ``callback`` (instance value, else class value)."""
+    if name not in _DECLARATIONS and name != "kind":
+        raise KeyError(name)
+    return getattr(callback, name, getattr(Callback, name))

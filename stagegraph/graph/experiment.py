@@ -1,0 +1,150 @@
+"""The authoring model: an `Experiment` holds stages, their loaders, callbacks and components.
+
+Authoring never raises for a mistake in values: everything is stored as given and the compiler
+reports all problems together. Only misuse that Python itself cannot express otherwise (a stage
+name that is not a string) is refused at once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from stagegraph.graph.handler import SupervisedHandler
+
+#: The stage parameters and their defaults (the seed runner's names).
+STAGE_DEFAULTS: dict[str, Any] = {
+    "num_epochs": 1,
+    "main_metric": "loss",
+    "minimize_metric": True,
+    "valid_loader": "valid",
+    "migrate_from_previous_stage": True,
+    "check_run": False,
+    "precision": "fp32",
+    "batch_keys": None,
+}
+
+COMPONENTS = ("model", "criterion", "optimizer", "scheduler")
+
+_UNSET: Any = object()
+
+
+@dataclass
+class StageDef:
+    """One stage as the user declared it; values are raw until the compiler's schema pass."""
+
+    name: str
+    index: int
+    after: Any
+    params: dict[str, Any]
+    loaders: Any
+    callbacks: Any
+    components: dict[str, Any]
+    handler: Any
+    unknown: dict[str, Any] = field(default_factory=dict)
+
+
+class Experiment:
+    """A multi-stage training experiment.
+
+    >>> exp = Experiment("demo", seed=1)
+    >>> exp.add_stage("train", num_epochs=2, loaders={"train": [], "valid": []})
+    'train'
+    >>> [s.name for s in exp.stages]
+    ['train']
+    """
+
+    def __init__(
+        self,
+        name: str = "experiment",
+        *,
+        seed: int = 42,
+        model: Any = None,
+        criterion: Any = None,
+        optimizer: Any = None,
+        scheduler: Any = None,
+        handler: Any = None,
+        device: str = "auto",
+    ) -> None:
+        self.name = name
+        self.seed = seed
+        self.components: dict[str, Any] = {
+            "model": model, "criterion": criterion, "optimizer": optimizer, "scheduler": scheduler,
+        }
+        self.handler = handler if handler is not None else SupervisedHandler()
+        self.device = device
+        self.stages: list[StageDef] = []
+
+    def add_stage(
+        self,
+        name: str,
+        *,
+        num_epochs: Any = _UNSET,
+        loaders: Mapping[str, Any] | None = None,
+        callbacks: Mapping[str, Any] | None = None,
+        after: Sequence[str] | str | None = None,
+        main_metric: Any = _UNSET,
+        minimize_metric: Any = _UNSET,
+        valid_loader: Any = _UNSET,
+        migrate_from_previous_stage: Any = _UNSET,
+        check_run: Any = _UNSET,
+        precision: Any = _UNSET,
+        batch_keys: Any = _UNSET,
+        model: Any = None,
+        criterion: Any = None,
+        optimizer: Any = None,
+        scheduler: Any = None,
+        handler: Any = None,
+        **unknown: Any,
+    ) -> str:
+        """Declare a stage; returns its name.
+
+        ``after`` names the stages this one follows (default: the previously added stage).
+        Components given here (model, criterion, optimizer, scheduler, handler) override the
+        experiment's for this stage; each may be an object or a factory the runtime calls.
+        """
+        given = {
+            "num_epochs": num_epochs, "main_metric": main_metric,
+            "minimize_metric": minimize_metric, "valid_loader": valid_loader,
+            "migrate_from_previous_stage": migrate_from_previous_stage,
+            "check_run": check_run, "precision": precision, "batch_keys": batch_keys,
+        }
+        params = {k: (STAGE_DEFAULTS[k] if v is _UNSET else v) for k, v in given.items()}
+        if after is None:
+            after = [self.stages[-1].name] if self.stages else []
+        elif isinstance(after, str):
+            after = [after]
+        self.stages.append(
+            StageDef(
+                name=name,
+                index=len(self.stages),
+                after=after,
+                params=params,
+                loaders=loaders if loaders is not None else {},
+                callbacks=callbacks if callbacks is not None else {},
+                components={"model": model, "criterion": criterion,
+                            "optimizer": optimizer, "scheduler": scheduler},
+                handler=handler,
+                unknown=dict(unknown),
+            )
+        )
+        return name
+
+    def stage(self, name: str) -> StageDef:
+        """The first stage declared under ``name``."""
+        for stage in self.stages:
+            if stage.name == name:
+                return stage
+        raise KeyError(f"experiment {self.name!r} has no stage {name!r}")
+
+    def component(self, stage: StageDef, name: str) -> Any:
+        """The stage's own component ``name``, else the experiment's."""
+        own = stage.components.get(name)
+        return own if own is not None else self.components.get(name)
+
+    def stage_handler(self, stage: StageDef) -> Any:
+        return stage.handler if stage.handler is not None else self.handler
+
+    def __repr__(self) -> str:
+        return f"Experiment({self.name!r}, stages={[s.name for s in self.stages]})"
