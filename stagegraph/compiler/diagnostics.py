@@ -57,7 +57,12 @@ def did_you_mean(name: object, candidates: Iterable[str]) -> str:
     """`` Did you mean 'valid'?`` when a close candidate exists, else ``''``."""
     if not isinstance(name, str):
         return ""
-    matches = difflib.get_close_matches(name, list(candidates), n=1, cutoff=0.6)
+    pool = list(dict.fromkeys(candidates))
+    matches = difflib.get_close_matches(name, pool, n=1, cutoff=0.6)
+    if not matches and len(name) >= 3:
+        lowered = name.lower()
+        matches = [c for c in pool if len(c) >= 3 and (
+            c.lower().startswith(lowered) or lowered.startswith(c.lower()))]
     return f" Did you mean {matches[0]!r}?" if matches else ""
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from itertools import pairwise
 
 import networkx as nx
 
@@ -58,7 +59,7 @@ def _graph(stage: StagePlan) -> nx.DiGraph:
 
 
 def _chain(graph: nx.DiGraph, path: list[str]) -> tuple[EdgePlan, ...]:
-    return tuple(graph.edges[u, v]["edge"] for u, v in zip(path, path[1:]))
+    return tuple(graph.edges[u, v]["edge"] for u, v in pairwise(path))
 
 
 def _chain_lines(stage: StagePlan, a: str, b: str, chain: tuple[EdgePlan, ...]

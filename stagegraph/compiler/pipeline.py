@@ -34,7 +34,7 @@ def passes(*, verbose: bool = True) -> list[tuple[str, Pass]]:
     ]
 
 
-def compile(  # noqa: A001 - the verb users expect: sg.compile(exp)
+def compile(  # the verb users expect: sg.compile(exp), shadowing the builtin on purpose
     experiment: Experiment,
     *,
     device: str = "auto",

@@ -11,7 +11,7 @@ import hashlib
 import json
 from typing import TYPE_CHECKING, Any, Literal
 
-from pydantic import PrivateAttr
+from pydantic import Field, PrivateAttr
 
 from stagegraph.compiler.diagnostics import Diagnostic, Frozen, Severity
 from stagegraph.graph.enums import CallbackNode, CallbackScope, LoaderKind, RankKind
@@ -65,7 +65,7 @@ class CallbackPlan(Frozen):
     writes: tuple[str, ...] = ()
     events: tuple[str, ...] = ()
     target: str | None = None
-    params: dict[str, Any] = {}
+    params: dict[str, Any] = Field(default_factory=dict)
 
 
 class EdgePlan(Frozen):
@@ -100,10 +100,10 @@ class StagePlan(Frozen):
     precision: Literal["fp32", "amp", "bf16"] = "fp32"
     batch_keys: tuple[str, ...] | None = None
     loaders: tuple[LoaderPlan, ...] = ()
-    components: dict[str, Literal["stage", "experiment"]] = {}
+    components: dict[str, Literal["stage", "experiment"]] = Field(default_factory=dict)
     handler: HandlerPlan
     callbacks: tuple[CallbackPlan, ...] = ()
-    dispatch: dict[str, tuple[str, ...]] = {}
+    dispatch: dict[str, tuple[str, ...]] = Field(default_factory=dict)
     edges: tuple[EdgePlan, ...] = ()
     inversions: tuple[EdgePlan, ...] = ()
     migrations: tuple[MigrationPlan, ...] = ()
@@ -182,7 +182,7 @@ class ExecutionPlan(Frozen):
 
     def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, Any]:
         """Jupyter shows the diagram (SVG where ``dot`` is installed) and the text form."""
-        return self.to_graphviz()._repr_mimebundle_(include, exclude)  # type: ignore[no-any-return]
+        return self.to_graphviz()._repr_mimebundle_(include, exclude)
 
 
 def content_hash(plan: ExecutionPlan) -> str:

@@ -10,7 +10,7 @@ callback may name one that only the other rank runs in ``after`` / ``before``.
 from __future__ import annotations
 
 from stagegraph.compiler.diagnostics import Diagnostics
-from stagegraph.compiler.plan import ExecutionPlan, StagePlan
+from stagegraph.compiler.plan import EdgePlan, ExecutionPlan, StagePlan
 from stagegraph.graph.enums import CallbackNode, RankKind
 
 DROPPED = {
@@ -31,7 +31,7 @@ def _filter(stage: StagePlan, dropped: frozenset[CallbackNode]) -> StagePlan:
     kept = tuple(cb for cb in stage.callbacks if cb.node not in dropped)
     names = {cb.name for cb in kept}
 
-    def keep(edges: tuple) -> tuple:  # type: ignore[type-arg]
+    def keep(edges: tuple[EdgePlan, ...]) -> tuple[EdgePlan, ...]:
         return tuple(e for e in edges if e.source in names and e.target in names)
 
     return stage.model_copy(update={"callbacks": kept, "edges": keep(stage.edges),

@@ -160,7 +160,7 @@ def _params(stage: StageDef, diags: Diagnostics) -> dict[str, Any]:
     except ValidationError as err:
         bad = set()
         for e in err.errors():
-            param = str(e["loc"][0]) if e["loc"] else None
+            param = str(e["loc"][0]) if e["loc"] else ""
             bad.add(param)
             diags.error("SF101", f"invalid value {raw.get(param)!r} for {param!r}: {e['msg']}",
                         _param_hint(param), stage=stage.name, param=param)

@@ -60,7 +60,7 @@ def _verify_stage(stage: StagePlan, has_cycle: bool) -> list[str]:
             elif event not in by_name[name].events:
                 problems.append(f"{where}: dispatch[{event!r}] lists {name!r}, which does not "
                                 "handle that event")
-        if [n for n in names if n in table] != list(table):
+        if [n for n in names if n in table] != [n for n in table if n in by_name]:
             problems.append(f"{where}: dispatch[{event!r}] is not in plan order")
     for cb in stage.callbacks:
         for event in cb.events:

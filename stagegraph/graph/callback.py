@@ -51,15 +51,16 @@ class Callback:
         writes: Iterable[str] | str | None = None,
     ) -> None:
         # Stored raw: the compiler's schema pass validates them and reports every mistake at once.
-        given = {"order": order, "node": node, "scope": scope, "after": after,
-                 "before": before, "reads": reads, "writes": writes}
-        for name, value in given.items():
+        for name, value in (("order", order), ("node", node), ("scope", scope)):
             if value is not None:
-                if isinstance(value, str) and name in ("after", "before", "reads", "writes"):
-                    value = (value,)
-                elif name in ("after", "before", "reads", "writes") and _is_iterable(value):
-                    value = tuple(value)
                 setattr(self, name, value)
+        names: tuple[Iterable[str] | str | None, ...] = (after, before, reads, writes)
+        for name, names_value in zip(("after", "before", "reads", "writes"), names, strict=True):
+            if isinstance(names_value, str):
+                setattr(self, name, (names_value,))
+            elif names_value is not None:
+                setattr(self, name, tuple(names_value) if _is_iterable(names_value)
+                        else names_value)
 
     # --- events -------------------------------------------------------------------------------
     def on_experiment_start(self, runner: Any) -> None:
@@ -124,7 +125,8 @@ def overridden_events(callback: object) -> tuple[str, ...]:
         if method is not None and method is not getattr(Callback, event):
             found.append(event)
     # An instance attribute (a function stored on the object) counts as an override too.
-    found.extend(e for e in EVENT_METHODS if e in getattr(callback, "__dict__", {}) and e not in found)
+    own = getattr(callback, "__dict__", {})
+    found.extend(e for e in EVENT_METHODS if e in own and e not in found)
     return tuple(e for e in EVENT_METHODS if e in found)
 
 

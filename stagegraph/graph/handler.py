@@ -1,4 +1,4 @@
-"""Batch handlers: the step between `on_batch_start` and `on_batch_end` (usually the forward pass)."""
+"""Batch handlers: the step between `on_batch_start` and `on_batch_end` (the forward pass)."""
 
 from __future__ import annotations
 
@@ -51,7 +51,7 @@ class SupervisedHandler(BatchHandler):
 
     def __call__(self, runner: Any, batch: Any) -> Any:
         if not isinstance(batch, Mapping):
-            batch = dict(zip(self.tuple_keys, batch))
+            batch = dict(zip(self.tuple_keys, batch, strict=False))
             runner.input = batch
         return {self.output_key: runner.model(batch[self.input_key])}
 

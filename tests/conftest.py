@@ -1,0 +1,64 @@
+"""Shared test helpers: small experiments that compile without torch."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+import stagegraph as sg
+
+
+class Metric(sg.Callback):
+    """A metric callback: reads the model output and targets, writes ``metric.<name>``."""
+
+    order = sg.CallbackOrder.Metric
+
+    def __init__(self, name: str = "accuracy", **kwargs: Any) -> None:
+        kwargs.setdefault("reads", ("output.logits", "batch.targets"))
+        kwargs.setdefault("writes", (f"metric.{name}",))
+        super().__init__(**kwargs)
+
+    def on_batch_end(self, runner: Any) -> None:
+        pass
+
+
+class Plain(sg.Callback):
+    """A callback that declares nothing unless told to, and handles one event."""
+
+    def on_epoch_end(self, runner: Any) -> None:
+        pass
+
+
+class Tracker(sg.Callback):
+    """An experiment-scoped callback (migrates to later stages)."""
+
+    scope = sg.CallbackScope.experiment
+
+    def on_stage_start(self, runner: Any) -> None:
+        pass
+
+
+def model_factory() -> Any:
+    raise AssertionError("the compiler must never call a factory")
+
+
+LOADERS = {"train": object(), "valid": object()}
+
+
+def experiment(*stages: str, **stage_kwargs: Any) -> sg.Experiment:
+    """An experiment with a model and a criterion and the given linear stages."""
+    exp = sg.Experiment("test", seed=1, model=model_factory, criterion=model_factory,
+                        optimizer=model_factory)
+    for name in stages:
+        exp.add_stage(name, loaders=dict(LOADERS), **stage_kwargs)
+    return exp
+
+
+def codes(plan: sg.ExecutionPlan) -> list[str]:
+    return [d.code for d in plan.diagnostics]
+
+
+@pytest.fixture
+def linear() -> sg.Experiment:
+    return experiment("pretrain", "train", "finetune")
