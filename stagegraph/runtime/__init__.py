@@ -1,0 +1,69 @@
+"""The runtime: executes an `ExecutionPlan` with torch. The only layer that imports torch."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from stagegraph.compiler.pipeline import compile as compile_experiment
+from stagegraph.graph.enums import RankKind
+from stagegraph.graph.experiment import Experiment
+from stagegraph.runtime.binding import StageBinding, bind
+from stagegraph.runtime.device import resolve_device
+from stagegraph.runtime.errors import (
+    BindingError,
+    DeviceError,
+    PlanError,
+    RunError,
+    StagegraphRuntimeError,
+)
+from stagegraph.runtime.runner import CHECK_RUN_BATCHES, CHECK_RUN_EPOCHS, Runner
+from stagegraph.runtime.seeding import set_global_seed
+from stagegraph.runtime.state import RunnerState
+
+
+def run(
+    experiment: Experiment,
+    *,
+    device: str | None = None,
+    logdir: str | Path | None = None,
+    check: bool = False,
+    verbose: bool = True,
+    rank: RankKind | str = RankKind.single,
+) -> Runner:
+    """Compile ``experiment``, run it and return the runner.
+
+    ``device`` defaults to the experiment's own (``Experiment(device=...)``, itself ``auto`` by
+    default). Raises `PlanError` when the plan has errors, before anything runs.
+    """
+    plan = compile_experiment(
+        experiment,
+        device=device if device is not None else _device_of(experiment),
+        rank=rank,
+        logdir=None if logdir is None else str(logdir),
+        verbose=verbose,
+    )
+    return Runner(plan, check=check).run()
+
+
+def _device_of(experiment: Any) -> str:
+    device = getattr(experiment, "device", "auto")
+    return device if isinstance(device, str) else "auto"
+
+
+__all__ = [
+    "CHECK_RUN_BATCHES",
+    "CHECK_RUN_EPOCHS",
+    "BindingError",
+    "DeviceError",
+    "PlanError",
+    "RunError",
+    "Runner",
+    "RunnerState",
+    "StageBinding",
+    "StagegraphRuntimeError",
+    "bind",
+    "resolve_device",
+    "run",
+    "set_global_seed",
+]

@@ -1,0 +1,92 @@
+"""Devices: resolve ``auto``, refuse a missing device early, and move batches onto the device."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import torch
+
+from stagegraph.runtime.errors import DeviceError
+
+
+def _mps_available() -> bool:
+    backend = getattr(torch.backends, "mps", None)
+    return backend is not None and bool(backend.is_available())
+
+
+def resolve_device(name: str) -> torch.device:
+    """The `torch.device` for ``name``; ``auto`` picks cuda, then mps, then cpu.
+
+    Raises `DeviceError` when the device is not available here, before any work starts.
+
+    >>> resolve_device("cpu")
+    device(type='cpu')
+    """
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        return torch.device("mps") if _mps_available() else torch.device("cpu")
+    try:
+        device = torch.device(name)
+    except (RuntimeError, TypeError) as err:
+        raise DeviceError(f"device {name!r} is not a device torch knows; use 'cpu', 'cuda', "
+                          "'cuda:N', 'mps' or 'auto'") from err
+    _check_available(device)
+    return device
+
+
+def _check_available(device: torch.device) -> None:
+    if device.type == "cpu":
+        return
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise DeviceError(f"device {str(device)!r} was requested, but CUDA is not available "
+                              "on this machine; run with device='cpu' or device='auto'")
+        count = torch.cuda.device_count()
+        if device.index is not None and device.index >= count:
+            raise DeviceError(f"device {str(device)!r} was requested, but this machine has "
+                              f"{count} CUDA device(s) (cuda:0..cuda:{count - 1})")
+        return
+    if device.type == "mps":
+        if not _mps_available():
+            raise DeviceError(f"device {str(device)!r} was requested, but MPS is not available "
+                              "on this machine; run with device='cpu' or device='auto'")
+        return
+    raise DeviceError(f"device type {device.type!r} is not supported; use 'cpu', 'cuda' or 'mps'")
+
+
+def batch_mover(device: torch.device) -> Callable[[Any], Any]:
+    """A function moving the tensors of a batch (nested dicts, lists, tuples) to ``device``.
+
+    Containers are rebuilt with the same type; anything that is not a tensor is kept as it is.
+    """
+    non_blocking = device.type == "cuda"
+    tensor = torch.Tensor
+
+    def move(value: Any) -> Any:
+        kind = type(value)
+        if kind is tensor or isinstance(value, tensor):
+            return value.to(device, non_blocking=non_blocking)
+        if kind is dict:
+            return {k: move(v) for k, v in value.items()}
+        if kind is list:
+            return [move(v) for v in value]
+        if kind is tuple:
+            return tuple([move(v) for v in value])
+        if isinstance(value, dict):
+            return kind({k: move(v) for k, v in value.items()})
+        if isinstance(value, tuple) and hasattr(value, "_fields"):  # a namedtuple
+            return kind(*(move(v) for v in value))
+        if isinstance(value, (list, tuple)):
+            return kind([move(v) for v in value])
+        return value
+
+    return move
+
+
+def batch_size(batch: Any) -> int:
+    """Samples in ``batch``: the first value of a dict batch, else the first item of a sequence."""
+    first = next(iter(batch.values())) if isinstance(batch, dict) else batch[0]
+    shape = getattr(first, "shape", None)
+    return int(shape[0]) if shape else len(first)

@@ -1,0 +1,77 @@
+"""Which plan runs: always a compiled plan without errors, bound to its experiment.
+
+A plan made by `stagegraph.compile` knows its experiment. A plan read from JSON does not: the
+experiment must be passed, and compiling it again must give the same hash, or the plan is
+refused. A ``logdir`` or ``device`` other than the plan's is applied by compiling again, because
+defaults such as checkpointing and CSV logging depend on them.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from stagegraph.compiler.pipeline import compile as compile_experiment
+from stagegraph.compiler.plan import ExecutionPlan
+from stagegraph.graph.experiment import Experiment
+from stagegraph.runtime.errors import PlanError
+
+
+def runnable_plan(
+    plan: ExecutionPlan,
+    *,
+    experiment: Experiment | None = None,
+    logdir: Any = None,
+    device: str | None = None,
+) -> ExecutionPlan:
+    """The plan to run for ``plan`` with these overrides; `PlanError` if it cannot run."""
+    if not isinstance(plan, ExecutionPlan):
+        raise PlanError(f"Runner expects an ExecutionPlan from stagegraph.compile(...), got "
+                        f"{type(plan).__name__}; to run an Experiment use stagegraph.run(exp)")
+    own = plan.experiment_object
+    if experiment is not None and experiment is not own:
+        plan = _matching(plan, experiment)
+    elif own is None:
+        raise PlanError(f"the plan for experiment {plan.experiment!r} was read from JSON and "
+                        "knows no live objects; pass the experiment it was compiled from: "
+                        "Runner(plan, experiment=exp)")
+    changes: dict[str, Any] = {}
+    if logdir is not None and str(logdir) != plan.logdir:
+        changes["logdir"] = str(logdir)
+    if device is not None and device != plan.device:
+        changes["device"] = device
+    if changes:
+        plan = _recompile(plan, plan.experiment_object, **changes)
+    if not plan.ok:
+        raise PlanError.from_diagnostics(plan.experiment, plan.errors)
+    return plan
+
+
+def _options(plan: ExecutionPlan) -> dict[str, Any]:
+    return {"device": plan.device, "rank": plan.rank, "logdir": plan.logdir}
+
+
+def _matching(plan: ExecutionPlan, experiment: Experiment) -> ExecutionPlan:
+    """``experiment`` compiled as ``plan`` was; `PlanError` when the hashes differ."""
+    for verbose in (True, False):
+        again = compile_experiment(experiment, verbose=verbose, **_options(plan))
+        if again.hash == plan.hash:
+            return again
+    name = getattr(experiment, "name", "?")
+    raise PlanError(f"the plan (hash {plan.hash[:12]}) does not match experiment {name!r}: "
+                    "compiling the experiment with the plan's device, rank and logdir gives a "
+                    "different plan; the experiment changed since the plan was made, so compile "
+                    "it again (stagegraph plan EXP -o plan.json) or pass the matching experiment")
+
+
+def _recompile(plan: ExecutionPlan, experiment: Experiment, **changes: Any) -> ExecutionPlan:
+    options = {**_options(plan), **changes}
+    return compile_experiment(experiment, verbose=_verbose(plan, experiment), **options)
+
+
+def _verbose(plan: ExecutionPlan, experiment: Experiment) -> bool:
+    """Whether ``plan`` was compiled with ``verbose`` (the plan does not record it)."""
+    for verbose in (True, False):
+        if compile_experiment(experiment, verbose=verbose, **_options(plan)).hash == plan.hash:
+            return verbose
+    return any(cb.origin == "default" and cb.kind == "console"
+               for stage in plan.stages for cb in stage.callbacks)

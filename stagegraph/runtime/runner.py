@@ -1,0 +1,282 @@
+"""The runner: executes an `ExecutionPlan` — experiment → stage → epoch → loader → batch.
+
+It interprets the plan and decides nothing the compiler already settled: callbacks come bound in
+per-event tables (`binding.py`), components are built per stage (`components.py`), and the batch
+loop does no lookups, sorting or filtering. See docs/runtime.md for the semantics.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from itertools import islice
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+from torch.utils.data import DistributedSampler
+
+from stagegraph.compiler.plan import ExecutionPlan
+from stagegraph.graph.enums import LoaderKind
+from stagegraph.graph.experiment import Experiment
+from stagegraph.runtime.binding import Hook, StageBinding, bind
+from stagegraph.runtime.components import ComponentBuilder
+from stagegraph.runtime.device import batch_mover, batch_size, resolve_device
+from stagegraph.runtime.errors import RunError
+from stagegraph.runtime.precision import make_scaler, precision_step
+from stagegraph.runtime.resolve import runnable_plan
+from stagegraph.runtime.seeding import set_global_seed
+from stagegraph.runtime.state import RunnerState
+
+#: How far a check run goes: batches per loader and epochs per stage.
+CHECK_RUN_BATCHES = 2
+CHECK_RUN_EPOCHS = 2
+
+# How deep the run is, for error locations.
+_EXPERIMENT, _STAGE, _EPOCH, _LOADER, _BATCH = range(5)
+
+
+class Runner(RunnerState):
+    """Runs a compiled plan; its attributes are the state callbacks read (see `RunnerState`).
+
+    ``logdir`` and ``device`` override the plan's (the plan is compiled again for a new logdir,
+    since defaults depend on it); ``check=True`` makes every stage a check run (2 batches per
+    loader, at most 2 epochs); ``experiment`` is required for a plan read from JSON.
+    """
+
+    def __init__(
+        self,
+        plan: ExecutionPlan,
+        *,
+        logdir: str | Path | None = None,
+        device: str | None = None,
+        check: bool = False,
+        experiment: Experiment | None = None,
+    ) -> None:
+        plan = runnable_plan(plan, experiment=experiment, logdir=logdir, device=device)
+        logdir_path = Path(plan.logdir) if plan.logdir is not None else None
+        super().__init__(plan, resolve_device(plan.device), logdir_path)
+        self.check = check
+        self._builder = ComponentBuilder(self.experiment, self.device)
+        self._move = batch_mover(self.device)
+        self._bindings: tuple[StageBinding, ...] = ()
+        self._binding: StageBinding | None = None
+        self._loader_items: tuple[tuple[str, LoaderKind, Any], ...] = ()
+        self._step: Any = None
+        self._on_batch_start: tuple[Hook, ...] = ()
+        self._on_batch_end: tuple[Hook, ...] = ()
+        self._depth = _EXPERIMENT
+        self._failed: tuple[str, str] | None = None  # (callback, event) an exception came from
+
+    # --- the loop, one method per level -------------------------------------------------------
+    def run(self) -> Runner:
+        """Run every stage of the plan; returns the runner (see ``exception`` if not re-raised)."""
+        self._bindings = bind(self.plan, self.experiment)
+        if self.logdir is not None and self.is_distributed_master:
+            self.logdir.mkdir(parents=True, exist_ok=True)
+        self.exception, self._failed, self.need_exception_reraise = None, None, True
+        try:
+            self.run_experiment()
+        except (Exception, KeyboardInterrupt) as err:
+            self._handle_exception(err)
+        return self
+
+    def run_experiment(self) -> None:
+        self.global_epoch = self.global_batch_step = self.global_sample_step = 0
+        self._depth = _EXPERIMENT
+        self._enter_stage(self._bindings[0])
+        self._fire("on_experiment_start", self._table("on_experiment_start"))
+        for binding in self._bindings:
+            self.run_stage(binding)
+        self._depth = _EXPERIMENT
+        self._fire("on_experiment_end", self._table("on_experiment_end"))
+
+    def run_stage(self, binding: StageBinding) -> None:
+        self._enter_stage(binding)
+        self._build_stage()
+        self._fire("on_stage_start", self._table("on_stage_start"))
+        for _ in range(self.num_epochs):
+            self.run_epoch()
+            if self.need_early_stop:
+                self.need_early_stop = False
+                break
+        self._depth = _STAGE
+        self._fire("on_stage_end", self._table("on_stage_end"))
+
+    def run_epoch(self) -> None:
+        self.epoch += 1
+        self.global_epoch += 1
+        set_global_seed(self.plan.seed + self.global_epoch + 1)
+        self.epoch_metrics = {}
+        self._depth = _EPOCH
+        self._fire("on_epoch_start", self._table("on_epoch_start"))
+        for name, kind, loader in self._loader_items:
+            self.run_loader(name, kind, loader)
+        self._depth = _EPOCH
+        self._fire("on_epoch_end", self._table("on_epoch_end"))
+
+    def run_loader(self, name: str, kind: LoaderKind, loader: Any) -> None:
+        self._enter_loader(name, kind, loader)
+        self._fire("on_loader_start", self._table("on_loader_start"))
+        batches = islice(loader, CHECK_RUN_BATCHES) if self.is_check_run else loader
+        with torch.set_grad_enabled(self.is_train_loader):
+            self._run_batches(batches)
+        self._depth = _LOADER
+        self._fire("on_loader_end", self._table("on_loader_end"))
+
+    def _run_batches(self, batches: Iterable[Any]) -> None:
+        for batch in batches:
+            self.global_batch_step += 1
+            self.loader_batch_step += 1
+            self.run_batch(batch)
+            if self.need_early_stop:
+                self.need_early_stop = False
+                break
+
+    def run_batch(self, batch: Any) -> None:
+        self._depth = _BATCH
+        self.batch_size = size = batch_size(batch)
+        self.global_sample_step += size
+        self.loader_sample_step += size
+        self.input = batch = self._move(batch)
+        self.batch_metrics = {}
+        self._fire("on_batch_start", self._on_batch_start)
+        self.output = self._step(self, batch)
+        self._fire("on_batch_end", self._on_batch_end)
+        self._depth = _LOADER
+
+    def _fire(self, event: str, hooks: tuple[Hook, ...]) -> None:
+        """Call ``hooks`` in plan order; remember which one raised, for the error message."""
+        for hook in hooks:
+            try:
+                hook(self)
+            except BaseException:
+                if self._failed is None and self._binding is not None:
+                    self._failed = (self._binding.name_of(hook), event)
+                raise
+
+    # --- entering a level ---------------------------------------------------------------------
+    def _table(self, event: str) -> tuple[Hook, ...]:
+        return self._binding.table(event) if self._binding is not None else ()
+
+    def _enter_stage(self, binding: StageBinding) -> None:
+        """The stage's plan values and callbacks, and fresh per-stage state."""
+        stage = binding.plan
+        self._binding = binding
+        self.stage, self.stage_name, self.callbacks = stage, stage.name, binding.callbacks
+        self.is_infer_stage, self.precision = stage.is_infer, stage.precision
+        self.is_check_run = stage.check_run or self.check
+        self.num_epochs = (min(stage.num_epochs, CHECK_RUN_EPOCHS) if self.is_check_run
+                           else stage.num_epochs)
+        self.main_metric, self.minimize_metric = stage.main_metric, stage.minimize_metric
+        self.valid_loader = stage.valid_loader
+        self.valid_metrics, self.best_valid_metrics, self.is_best_valid = {}, {}, False
+        self.epoch, self.need_early_stop = 0, False
+        self._on_batch_start = binding.table("on_batch_start")
+        self._on_batch_end = binding.table("on_batch_end")
+
+    def _build_stage(self) -> None:
+        """Seed, then build the components and (seeded again) the loaders of the stage."""
+        assert self.stage is not None
+        self._depth = _STAGE
+        stage_def = self.experiment.stage(self.stage.name)
+        set_global_seed(self.plan.seed)
+        built = self._builder.components(stage_def)
+        self.model, self.criterion = built.model, built.criterion
+        self.optimizer, self.scheduler = built.optimizer, built.scheduler
+        set_global_seed(self.plan.seed)
+        self.loaders = self._builder.loaders(stage_def)
+        self._loader_items = tuple((lp.name, lp.kind, self.loaders[lp.name])
+                                   for lp in self.stage.loaders)
+        self.scaler = make_scaler(self.precision, self.device)
+        handler = self._builder.handler(stage_def)
+        self._step = precision_step(handler, self.precision, self.device)
+
+    def _enter_loader(self, name: str, kind: LoaderKind, loader: Any) -> None:
+        self.loader_name = name
+        self.is_train_loader = kind is LoaderKind.train
+        self.is_valid_loader = kind is LoaderKind.valid
+        self.is_infer_loader = kind is LoaderKind.infer
+        self.loader_len = _loader_len(loader, self.is_check_run)
+        self.loader_batch_size = _loader_batch_size(loader)
+        self.loader_batch_step = self.loader_sample_step = 0
+        _set_train_mode(self.model, self.is_train_loader)
+        sampler = getattr(loader, "sampler", None)
+        if isinstance(sampler, DistributedSampler) and not self.is_infer_stage:
+            sampler.set_epoch(self.epoch)
+        set_global_seed(self.plan.seed + self.global_epoch + 1)
+        self.loader_metrics = {}
+        self._depth = _LOADER
+
+    # --- exceptions ---------------------------------------------------------------------------
+    def _handle_exception(self, err: BaseException) -> None:
+        """``on_exception`` in plan order, then re-raise with where it happened (or not)."""
+        self.exception = err
+        where = self._where()
+        for hook in self._table("on_exception"):
+            try:
+                hook(self)
+            except Exception as handler_err:
+                name = self._binding.name_of(hook) if self._binding else "?"
+                raise RunError(f"callback {name!r} failed in on_exception while handling "
+                               f"{_describe(err)} ({_place(where)})", where) from handler_err
+        if not self.need_exception_reraise:
+            return
+        if isinstance(err, KeyboardInterrupt):
+            raise err
+        raise RunError(f"run failed at {_place(where)}: {_describe(err)}", where) from err
+
+    def _where(self) -> dict[str, object]:
+        where: dict[str, object] = {}
+        if self._depth >= _STAGE:
+            where["stage"] = self.stage_name
+        if self._depth >= _EPOCH:
+            where["epoch"] = self.epoch
+        if self._depth >= _LOADER:
+            where["loader"] = self.loader_name
+        if self._depth >= _BATCH:
+            where["batch"] = self.loader_batch_step
+        if self._failed is not None:
+            where["callback"], where["event"] = self._failed
+        return where
+
+    def __repr__(self) -> str:
+        return (f"Runner(experiment={self.plan.experiment!r}, device={str(self.device)!r}, "
+                f"stage={self.stage_name!r}, epoch={self.epoch}, "
+                f"global_epoch={self.global_epoch})")
+
+
+def _place(where: Mapping[str, object]) -> str:
+    parts = [f"{key} {value!r}" if isinstance(value, str) else f"{key} {value}"
+             for key, value in where.items() if key not in ("callback", "event")]
+    if "callback" in where:
+        parts.append(f"callback {where['callback']!r} ({where['event']})")
+    return ", ".join(parts) or "experiment level"
+
+
+def _describe(err: BaseException) -> str:
+    text = str(err)
+    return f"{type(err).__name__}: {text}" if text else type(err).__name__
+
+
+def _loader_len(loader: Any, check_run: bool) -> int | None:
+    try:
+        length = len(loader)
+    except TypeError:  # an iterable without a length (an IterableDataset, a generator)
+        return None
+    return min(length, CHECK_RUN_BATCHES) if check_run else length
+
+
+def _loader_batch_size(loader: Any) -> int | None:
+    sampler = getattr(loader, "batch_sampler", None)
+    size = getattr(sampler, "batch_size", None) if sampler is not None else None
+    return size if size is not None else getattr(loader, "batch_size", None)
+
+
+def _set_train_mode(model: Any, mode: bool) -> None:
+    if isinstance(model, nn.Module):
+        model.train(mode)
+    elif isinstance(model, Mapping):
+        for module in model.values():
+            if isinstance(module, nn.Module):
+                module.train(mode)
