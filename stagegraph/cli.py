@@ -1,0 +1,260 @@
+"""The `stagegraph` command: validate, plan, explain, run and schema.
+
+Exit codes: 0 success; 1 the experiment has errors, could not be loaded, or the run failed;
+2 usage error; 130 interrupted; 141 the output pipe closed early. ``validate`` and ``plan`` never import torch; ``run`` imports
+the runtime only when it starts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import traceback
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import stagegraph
+from stagegraph.compiler import ExecutionPlan, compile
+from stagegraph.graph.enums import RankKind
+from stagegraph.loading import LoadError, load_experiment
+
+OUTPUT_SUFFIXES = (".svg", ".png", ".dot", ".gv", ".json")
+GRAPHVIZ_HINT = ("install Graphviz, which provides the `dot` binary (Debian/Ubuntu: "
+                 "`apt-get install graphviz`, macOS: `brew install graphviz`), or write "
+                 "plan.dot / plan.json instead")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the exit code (the console script exits with it)."""
+    args = build_parser().parse_args(argv)
+    command: Callable[[argparse.Namespace], int] = args.command
+    try:
+        return command(args)
+    except KeyboardInterrupt:
+        print("stagegraph: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:  # `stagegraph plan EXP | head`: the reader left; stop quietly
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
+    except LoadError as err:
+        _report_load_error(err, args)
+        return 1
+    except Exception as err:  # a bug in stagegraph: say so, without a traceback by default
+        if args.traceback:
+            traceback.print_exc()
+        print(f"stagegraph: internal error: {type(err).__name__}: {err}\n"
+              "  hint: this is a bug in stagegraph; rerun with --traceback and report it",
+              file=sys.stderr)
+        return 1
+
+
+# --- the parser ------------------------------------------------------------------------------
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="stagegraph",
+        description="Compile, check, draw and run multi-stage PyTorch experiments.",
+        epilog="EXP is path/to/file.py (its `experiment`) or path/to/file.py:NAME.")
+    parser.add_argument("--version", action="version",
+                        version=f"stagegraph {stagegraph.__version__}")
+    sub = parser.add_subparsers(title="commands", metavar="COMMAND", required=True)
+    common = _common_options()
+    compile_opts = _compile_options()
+
+    validate = sub.add_parser("validate", parents=[common, compile_opts],
+                              help="print every diagnostic; exit 1 on errors")
+    validate.add_argument("--format", choices=("text", "json"), default="text")
+    validate.set_defaults(command=cmd_validate)
+
+    plan = sub.add_parser("plan", parents=[common, compile_opts],
+                          help="print the plan, or write it as SVG, PNG, DOT or JSON")
+    plan.add_argument("-o", "--output", type=_output_path, metavar="FILE",
+                      help="write to FILE by its suffix: " + ", ".join(OUTPUT_SUFFIXES))
+    plan.set_defaults(command=cmd_plan)
+
+    explain = sub.add_parser("explain", parents=[common, compile_opts],
+                             help="why callback A runs before or after B in a stage")
+    explain.add_argument("--stage", required=True, help="the stage to look in")
+    explain.add_argument("first", metavar="A")
+    explain.add_argument("second", metavar="B")
+    explain.set_defaults(command=cmd_explain)
+
+    run = sub.add_parser("run", parents=[common], help="compile and run the experiment")
+    run.add_argument("--device", default="auto", help="cpu, cuda, cuda:N, mps or auto")
+    run.add_argument("--logdir", help="where checkpoints and logs go")
+    run.add_argument("--check", action="store_true",
+                     help="check run: a few batches per loader and epochs per stage")
+    run.add_argument("--quiet", action="store_true", help="no console logging")
+    run.set_defaults(command=cmd_run)
+
+    schema = sub.add_parser("schema", help="print the JSON Schema of the plan format")
+    schema.add_argument("--traceback", action="store_true", help=argparse.SUPPRESS)
+    schema.set_defaults(command=cmd_schema)
+    return parser
+
+
+def _common_options() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("exp", metavar="EXP", help="path/to/file.py or path/to/file.py:NAME")
+    common.add_argument("--traceback", action="store_true",
+                        help="show Python tracebacks for failures")
+    return common
+
+
+def _compile_options() -> argparse.ArgumentParser:
+    options = argparse.ArgumentParser(add_help=False)
+    options.add_argument("--rank", choices=[r.value for r in RankKind], default="single",
+                         help="the process to plan for (default: single)")
+    options.add_argument("--device", default="auto", help="cpu, cuda, cuda:N, mps or auto")
+    options.add_argument("--logdir", help="a log directory (adds checkpoint and CSV callbacks)")
+    return options
+
+
+def _output_path(value: str) -> Path:
+    path = Path(value)
+    if path.suffix.lower() not in OUTPUT_SUFFIXES:
+        raise argparse.ArgumentTypeError(
+            f"cannot write {value!r}: use a file ending in {', '.join(OUTPUT_SUFFIXES)}")
+    return path
+
+
+# --- commands --------------------------------------------------------------------------------
+def _compile(args: argparse.Namespace, **options: Any) -> ExecutionPlan:
+    experiment = load_experiment(args.exp)
+    return compile(experiment, device=args.device, rank=getattr(args, "rank", "single"),
+                   logdir=args.logdir, **options)
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    plan = _compile(args)
+    if args.format == "json":
+        print(json.dumps([d.model_dump(mode="json") for d in plan.diagnostics], indent=2))
+    else:
+        for diagnostic in plan.diagnostics:
+            print(diagnostic)
+        print(summary(plan))
+    return 0 if plan.ok else 1
+
+
+def summary(plan: ExecutionPlan) -> str:
+    """``experiment 'x': 2 error(s), 1 warning(s)`` or an ``ok`` line with the plan's size."""
+    callbacks = sum(len(s.callbacks) for s in plan.stages)
+    size = f"{len(plan.stages)} stage(s), {callbacks} callback(s)"
+    if not plan.diagnostics:
+        return f"ok: experiment {plan.experiment!r} has no problems ({size})"
+    counts = f"{len(plan.errors)} error(s), {len(plan.warnings)} warning(s)"
+    verdict = "has errors" if plan.errors else "is valid"
+    return f"experiment {plan.experiment!r} {verdict}: {counts} ({size})"
+
+
+def cmd_plan(args: argparse.Namespace) -> int:
+    plan = _compile(args)
+    if args.output is None:
+        print(plan)
+        return 0 if plan.ok else 1
+    try:
+        write_plan(plan, args.output)
+    except OSError as err:
+        print(f"error: cannot write {str(args.output)!r}: {err.strerror or err}",
+              file=sys.stderr)
+        return 1
+    except MissingDot as err:
+        print(f"error: {err}\n  hint: {GRAPHVIZ_HINT}", file=sys.stderr)
+        return 1
+    for diagnostic in plan.diagnostics:
+        print(diagnostic, file=sys.stderr)
+    print(f"wrote {args.output}; {summary(plan)}")
+    return 0 if plan.ok else 1
+
+
+class MissingDot(Exception):
+    """The Graphviz `dot` binary is needed to draw SVG or PNG and is not installed."""
+
+
+def write_plan(plan: ExecutionPlan, path: Path) -> None:
+    """Write ``plan`` to ``path`` in the format its suffix names."""
+    suffix = path.suffix.lower()
+    if suffix == ".json":
+        path.write_text(plan.to_json() + "\n", encoding="utf-8")
+        return
+    graph = plan.to_graphviz()
+    if suffix in (".dot", ".gv"):
+        path.write_text(graph.source, encoding="utf-8")
+        return
+    import graphviz
+
+    try:
+        data = graph.pipe(format=suffix[1:])
+    except graphviz.ExecutableNotFound:
+        raise MissingDot(f"cannot draw {path.name}: the Graphviz `dot` binary was not found "
+                         "on PATH") from None
+    path.write_bytes(data)
+
+
+def cmd_explain(args: argparse.Namespace) -> int:
+    plan = _compile(args)
+    answer = plan.explain(args.stage, args.first, args.second)
+    print(answer)
+    if plan.errors:
+        print(f"note: the plan has {len(plan.errors)} error(s); see `stagegraph validate "
+              f"{args.exp}`", file=sys.stderr)
+    return 1 if answer.relation == "unknown" else 0
+
+
+def cmd_schema(args: argparse.Namespace) -> int:
+    print(json.dumps(ExecutionPlan.model_json_schema(), indent=2))
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    plan = _compile(args, verbose=not args.quiet)
+    if not plan.ok:
+        for diagnostic in plan.diagnostics:
+            print(diagnostic, file=sys.stderr)
+        print(f"not running: {summary(plan)}", file=sys.stderr)
+        return 1
+    return run_plan(plan, check=args.check, show_traceback=args.traceback)
+
+
+def run_plan(plan: ExecutionPlan, *, check: bool, show_traceback: bool) -> int:
+    """Run ``plan``; a failure prints where it happened and its cause, not a traceback."""
+    from stagegraph.runtime import Runner  # torch is imported here, and only here
+    from stagegraph.runtime.errors import RunError, StagegraphRuntimeError
+
+    try:
+        Runner(plan, check=check).run()
+    except StagegraphRuntimeError as err:  # PlanError, DeviceError, BindingError, RunError
+        if isinstance(err, RunError):
+            return _run_failed(err, show_traceback)
+        print(f"cannot run: {err}", file=sys.stderr)
+        return 1
+    except Exception as err:
+        return _run_failed(err, show_traceback)
+    return 0
+
+
+def _run_failed(err: Exception, show_traceback: bool) -> int:
+    cause = err.__cause__
+    if isinstance(cause, KeyboardInterrupt):
+        raise cause from None
+    if show_traceback:
+        traceback.print_exception(err)
+    print(f"run failed: {type(err).__name__ + ': ' if cause is None else ''}{err}",
+          file=sys.stderr)
+    if cause is not None:
+        print(f"  caused by {type(cause).__name__}: {cause}", file=sys.stderr)
+    print("  hint: rerun with --traceback for the full Python traceback", file=sys.stderr)
+    return 1
+
+
+def _report_load_error(err: LoadError, args: argparse.Namespace) -> None:
+    if getattr(args, "format", "text") == "json":
+        print(json.dumps([err.problem.to_json()], indent=2))
+        return
+    stream = sys.stdout if args.command is cmd_validate else sys.stderr
+    print(err.problem, file=stream)
+    if args.traceback and err.__cause__ is not None:
+        traceback.print_exception(err.__cause__)
+    print(f"could not load {args.exp!r}", file=stream)
