@@ -66,9 +66,11 @@ def _sources(stage: StagePlan) -> list[str]:
 
 def _check_keys(stage: StagePlan, diags: Diagnostics) -> None:
     sources = _sources(stage)
+    exact = set(sources)
+    whole = {namespace(k) for k in sources if k.endswith(".*")}
     for cb in stage.callbacks:
         for key in cb.reads:
-            if key.endswith(".*") or any(matches(src, key) for src in sources):
+            if key.endswith(".*") or key in exact or namespace(key) in whole:
                 continue
             ns = namespace(key)
             unknowable = (ns == "batch" and stage.batch_keys is None) or (

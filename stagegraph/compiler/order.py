@@ -16,7 +16,7 @@ from collections import defaultdict
 import networkx as nx
 
 from stagegraph.compiler.diagnostics import Diagnostics, did_you_mean
-from stagegraph.compiler.keys import matches, namespace
+from stagegraph.compiler.keys import namespace
 from stagegraph.compiler.plan import CallbackPlan, EdgePlan, ExecutionPlan, StagePlan
 from stagegraph.graph.enums import bucket_name
 
@@ -83,15 +83,26 @@ def _explicit_edges(stage: StagePlan, position: dict[str, int], diags: Diagnosti
 
 
 def _dataflow_edges(callbacks: tuple[CallbackPlan, ...]) -> list[EdgePlan]:
-    writers: dict[str, list[tuple[str, CallbackPlan]]] = defaultdict(list)
+    # Indexed by exact key and by namespace, so matching stays linear in the number of edges.
+    exact: dict[str, list[tuple[str, CallbackPlan]]] = defaultdict(list)
+    by_namespace: dict[str, list[tuple[str, CallbackPlan]]] = defaultdict(list)
+    wildcards: dict[str, list[tuple[str, CallbackPlan]]] = defaultdict(list)
     for cb in callbacks:
         for key in cb.writes:
-            writers[namespace(key)].append((key, cb))
+            exact[key].append((key, cb))
+            by_namespace[namespace(key)].append((key, cb))
+            if key.endswith(".*"):
+                wildcards[namespace(key)].append((key, cb))
     edges = []
     for reader in callbacks:
         for key in reader.reads:
-            for written, writer in writers.get(namespace(key), ()):
-                if writer.name != reader.name and matches(written, key):
+            ns = namespace(key)
+            if key.endswith(".*"):
+                candidates = by_namespace.get(ns, [])
+            else:
+                candidates = exact.get(key, []) + wildcards.get(ns, [])
+            for written, writer in candidates:
+                if writer.name != reader.name:
                     edges.append(EdgePlan(
                         source=writer.name, target=reader.name, kind="dataflow",
                         key=key if written.endswith(".*") else written,

@@ -8,6 +8,7 @@ callback entry is a `Callback` instance's declarations, validated; invalid value
 
 from __future__ import annotations
 
+import functools
 import inspect
 from collections.abc import Mapping
 from typing import Any, Literal
@@ -366,9 +367,16 @@ def _decl_hint(field: str) -> str:
 
 
 def _check_event_names(callback: Callback, diags: Diagnostics, where: dict[str, str]) -> None:
+    cls: type = type(callback)
+    for attr in _unknown_event_like(cls):
+        diags.warning("SF107", f"method {attr!r} looks like an event but is not one, so it "
+                      "is never called." + did_you_mean(attr, EVENT_METHODS),
+                      f"events are: {', '.join(EVENT_METHODS)}", **where)
+
+
+@functools.lru_cache(maxsize=1024)
+def _unknown_event_like(cls: type) -> tuple[str, ...]:
+    """Methods of ``cls`` named ``on_*`` that are not events (misspelt events, usually)."""
     known = set(EVENT_METHODS) | set(dir(Callback))
-    for attr in dir(type(callback)):
-        if attr.startswith("on_") and attr not in known and callable(getattr(callback, attr)):
-            diags.warning("SF107", f"method {attr!r} looks like an event but is not one, so it "
-                          "is never called." + did_you_mean(attr, EVENT_METHODS),
-                          f"events are: {', '.join(EVENT_METHODS)}", **where)
+    return tuple(a for a in dir(cls) if a.startswith("on_") and a not in known
+                 and callable(getattr(cls, a)))
