@@ -1,8 +1,8 @@
 """The `stagegraph` command: validate, plan, explain, run and schema.
 
 Exit codes: 0 success; 1 the experiment has errors, could not be loaded, or the run failed;
-2 usage error; 130 interrupted; 141 the output pipe closed early. ``validate`` and ``plan`` never import torch; ``run`` imports
-the runtime only when it starts.
+2 usage error; 130 interrupted; 141 the output pipe closed early. ``validate`` and ``plan``
+never import torch; ``run`` imports the runtime only when it starts.
 """
 
 from __future__ import annotations
@@ -32,7 +32,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     command: Callable[[argparse.Namespace], int] = args.command
     try:
-        return command(args)
+        code = command(args)
+        sys.stdout.flush()  # inside the try, so a closed pipe is caught here
+        return code
     except KeyboardInterrupt:
         print("stagegraph: interrupted", file=sys.stderr)
         return 130
