@@ -1,0 +1,150 @@
+"""`CheckpointCallback`: last, best and the N best epochs of each stage, written atomically."""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+from typing import Any, ClassVar
+
+import torch
+
+from stagegraph.graph.callback import Callback
+from stagegraph.graph.enums import CallbackNode, CallbackOrder
+from stagegraph.runtime.callbacks.files import (
+    atomic_write,
+    load_state_into,
+    plain,
+    state_of,
+    torch_bytes,
+)
+
+FORMAT = "stagegraph.checkpoint/1"
+
+
+def checkpoint_data(runner: Any) -> dict[str, Any]:
+    """Everything needed to inspect or resume a run, as ``weights_only``-loadable data."""
+    plan = getattr(runner, "plan", None)
+    callbacks = getattr(runner, "callbacks", None) or {}
+    data = {
+        "format": FORMAT,
+        "plan_hash": getattr(plan, "hash", None),
+        "experiment": getattr(plan, "experiment", None),
+        "stage": runner.stage_name,
+        "counters": {
+            "stage": runner.stage_name, "epoch": runner.epoch, "global_epoch": runner.global_epoch,
+            "global_batch_step": runner.global_batch_step,
+            "global_sample_step": runner.global_sample_step,
+        },
+        "model": state_of(runner.model),
+        "optimizer": state_of(runner.optimizer),
+        "scheduler": state_of(runner.scheduler),
+        "scaler": state_of(getattr(runner, "scaler", None)),
+        "epoch_metrics": dict(runner.epoch_metrics),
+        "valid_metrics": dict(runner.valid_metrics),
+        "best_valid_metrics": dict(runner.best_valid_metrics),
+        "callbacks": {name: cb.state_dict() for name, cb in callbacks.items()},
+    }
+    return plain(data)
+
+
+class CheckpointCallback(Callback):
+    """Saves checkpoints under ``logdir/checkpoints/`` at each epoch end (master rank only).
+
+    Files, per stage: ``{stage}.last.pth`` (every epoch), ``{stage}.best.pth`` (when the epoch is
+    the best so far, ``runner.is_best_valid``), ``{stage}.epoch{N}.pth`` for the ``save_n_best``
+    best epochs by the main valid metric (0 keeps none), and ``{stage}.exception.pth`` when the run
+    fails, for post-mortem (best and last are left alone). Each file is written atomically
+    (temporary file in the same folder, fsync, ``os.replace``) and loads with
+    ``torch.load(path, weights_only=True)``; see :func:`checkpoint_data` for its content. The
+    model is unwrapped from DDP before saving. With ``load_best_on_stage_end=True`` the best
+    weights are loaded back into the model when the stage ends.
+    """
+
+    order: ClassVar[int] = CallbackOrder.External
+    node: ClassVar[CallbackNode] = CallbackNode.master
+    reads: ClassVar[tuple[str, ...]] = ("valid.metrics", "valid.is_best")
+    kind: ClassVar[str | None] = "checkpoint"
+
+    def __init__(self, save_n_best: int = 1, load_best_on_stage_end: bool = False,
+                 **declarations: Any) -> None:
+        if not isinstance(save_n_best, int) or save_n_best < 0:
+            raise ValueError(f"save_n_best must be an int >= 0, not {save_n_best!r}")
+        super().__init__(**declarations)
+        self.save_n_best = save_n_best
+        self.load_best_on_stage_end = load_best_on_stage_end
+        self.folder: Path | None = None
+        self.top: list[tuple[float, int, str]] = []  # (score, epoch, file name), best first
+        self._restored = False
+
+    def on_stage_start(self, runner: Any) -> None:
+        if runner.logdir is None:
+            raise ValueError("CheckpointCallback needs a logdir: pass logdir= to compile/Runner, "
+                             "or drop the callback")
+        self.folder = Path(runner.logdir) / "checkpoints"
+        self.folder.mkdir(parents=True, exist_ok=True)
+        if not self._restored:
+            self.top = []
+        self._restored = False
+
+    def on_epoch_end(self, runner: Any) -> None:
+        data = torch_bytes(checkpoint_data(runner))
+        stage = runner.stage_name
+        self._write(f"{stage}.last.pth", data)
+        if runner.is_best_valid:
+            self._write(f"{stage}.best.pth", data)
+        score = runner.valid_metrics.get(runner.main_metric)
+        if self.save_n_best and score is not None:
+            self._keep_if_top(float(score), runner, data)
+
+    def on_stage_end(self, runner: Any) -> None:
+        if not self.load_best_on_stage_end or self.folder is None:
+            return
+        best = self.folder / f"{runner.stage_name}.best.pth"
+        if best.exists():
+            state = torch.load(best, map_location="cpu", weights_only=True)
+            load_state_into(runner.model, state["model"])
+
+    def on_exception(self, runner: Any) -> None:
+        # Never mask the original error: a failure here is reported as a warning.
+        try:
+            folder = self.folder or (Path(runner.logdir) / "checkpoints" if runner.logdir else None)
+            if folder is None or runner.model is None:
+                return
+            folder.mkdir(parents=True, exist_ok=True)
+            data = checkpoint_data(runner)
+            data["exception"] = repr(runner.exception)
+            atomic_write(folder / f"{runner.stage_name}.exception.pth", torch_bytes(data))
+        except Exception as err:
+            warnings.warn(f"could not write the exception checkpoint: {err!r}", stacklevel=2)
+
+    def _keep_if_top(self, score: float, runner: Any, data: bytes) -> None:
+        sign = 1.0 if runner.minimize_metric else -1.0
+        name = f"{runner.stage_name}.epoch{runner.epoch}.pth"
+        ranked = sorted([*self.top, (score, runner.epoch, name)],
+                        key=lambda item: (sign * item[0], item[1]))
+        kept, dropped = ranked[: self.save_n_best], ranked[self.save_n_best:]
+        if any(item[2] == name for item in kept):
+            self._write(name, data)
+        for _, _, old in dropped:
+            if old != name:
+                self._path(old).unlink(missing_ok=True)
+        self.top = kept
+
+    def _path(self, name: str) -> Path:
+        assert self.folder is not None, "on_stage_start sets the folder"
+        return self.folder / name
+
+    def _write(self, name: str, data: bytes) -> None:
+        atomic_write(self._path(name), data)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"top": [list(item) for item in self.top]}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore the ranking of epoch files; the next ``on_stage_start`` keeps it."""
+        self.top = [(float(s), int(e), str(n)) for s, e, n in state.get("top", [])]
+        self._restored = True
+
+    def __repr__(self) -> str:
+        return (f"CheckpointCallback(save_n_best={self.save_n_best}, "
+                f"load_best_on_stage_end={self.load_best_on_stage_end})")

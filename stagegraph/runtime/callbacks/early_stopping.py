@@ -1,0 +1,73 @@
+"""`EarlyStoppingCallback`: ends a stage when the main valid metric stops improving."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+from stagegraph.graph.callback import Callback
+from stagegraph.graph.enums import CallbackOrder
+from stagegraph.runtime.callbacks.validation import is_better
+
+
+class EarlyStoppingCallback(Callback):
+    """Sets ``runner.need_early_stop`` after ``patience`` epochs without improvement.
+
+    An epoch improves when its valid metric beats the best so far by more than ``min_delta``
+    (lower if minimising, higher otherwise). ``metric`` and ``minimize`` default to the stage's
+    ``main_metric`` and ``minimize_metric``. The counters restart at each stage and are saved in
+    checkpoints (:meth:`state_dict`). Not added by default: give it to the stages that need it.
+
+    >>> EarlyStoppingCallback(patience=3, min_delta=1e-3).state_dict()
+    {'best': None, 'wait': 0}
+    """
+
+    order: ClassVar[int] = CallbackOrder.External
+    reads: ClassVar[tuple[str, ...]] = ("valid.metrics",)
+    writes: ClassVar[tuple[str, ...]] = ("state.need_early_stop",)
+    kind: ClassVar[str | None] = "early_stopping"
+
+    def __init__(self, patience: int = 3, min_delta: float = 0.0, metric: str | None = None,
+                 minimize: bool | None = None, **declarations: Any) -> None:
+        if not isinstance(patience, int) or patience < 1:
+            raise ValueError(f"patience must be an int >= 1, not {patience!r}")
+        if min_delta < 0:
+            raise ValueError(f"min_delta must be >= 0, not {min_delta!r}")
+        super().__init__(**declarations)
+        self.patience = patience
+        self.min_delta = min_delta
+        self.metric = metric
+        self.minimize = minimize
+        self.best: float | None = None
+        self.wait = 0
+        self._restored = False
+
+    def on_stage_start(self, runner: Any) -> None:
+        if not self._restored:
+            self.best, self.wait = None, 0
+        self._restored = False
+
+    def on_epoch_end(self, runner: Any) -> None:
+        metric = self.metric or runner.main_metric
+        minimize = runner.minimize_metric if self.minimize is None else self.minimize
+        if metric not in runner.valid_metrics:
+            raise KeyError(f"EarlyStoppingCallback watches {metric!r}, which is not among the "
+                           f"valid metrics {sorted(runner.valid_metrics)}")
+        score = float(runner.valid_metrics[metric])
+        if is_better(score, self.best, minimize, self.min_delta):
+            self.best, self.wait = score, 0
+            return
+        self.wait += 1
+        if self.wait >= self.patience:
+            runner.need_early_stop = True
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"best": self.best, "wait": self.wait}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore the counters; the next ``on_stage_start`` keeps them."""
+        self.best = state.get("best")
+        self.wait = int(state.get("wait", 0))
+        self._restored = True
+
+    def __repr__(self) -> str:
+        return f"EarlyStoppingCallback(patience={self.patience}, min_delta={self.min_delta})"

@@ -1,0 +1,139 @@
+"""`OptimizerCallback`: backward, optional gradient accumulation and clipping, optimizer step."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import torch
+
+from stagegraph.graph.callback import Callback
+from stagegraph.graph.enums import CallbackOrder
+
+
+class OptimizerCallback(Callback):
+    """Back-propagates ``batch_metrics[metric_key]`` and steps the optimizer, on train loaders only.
+
+    With ``accumulation_steps=N`` the loss is divided by ``N`` and the optimizer steps (then zeroes
+    the gradients) after every ``N``-th batch, so ``N`` batches of size ``b`` give the same update
+    as one batch of size ``N*b``. Batches left over at the end of the loader are stepped too, their
+    gradients rescaled to the mean over the batches actually accumulated. Gradients are zeroed at
+    the start of each train loader and after each step, never between accumulated batches.
+
+    ``grad_clip_norm`` clips the total gradient norm, ``grad_clip_value`` each gradient element.
+    With a ``runner.scaler`` (mixed precision) the loss is scaled before backward and the gradients
+    are unscaled before clipping. A loss that does not require grad is skipped (no backward, not
+    counted). At epoch end the first parameter group's learning rate goes to
+    ``epoch_metrics["lr"]``. ``optimizer_key`` picks one optimizer from a dict of them.
+    """
+
+    order: ClassVar[int] = CallbackOrder.Optimizer
+    kind: ClassVar[str | None] = "optimizer"
+
+    def __init__(
+        self,
+        metric_key: str = "loss",
+        accumulation_steps: int = 1,
+        grad_clip_norm: float | None = None,
+        grad_clip_value: float | None = None,
+        optimizer_key: str | None = None,
+        **declarations: Any,
+    ) -> None:
+        if not isinstance(accumulation_steps, int) or accumulation_steps < 1:
+            raise ValueError(f"accumulation_steps must be an int >= 1, not {accumulation_steps!r}")
+        if grad_clip_norm is not None and grad_clip_value is not None:
+            raise ValueError("give grad_clip_norm or grad_clip_value, not both")
+        declarations.setdefault("reads", (f"metric.{metric_key}",))
+        declarations.setdefault("writes", ("epoch_metric.lr",))
+        super().__init__(**declarations)
+        self.metric_key = metric_key
+        self.accumulation_steps = accumulation_steps
+        self.grad_clip_norm = grad_clip_norm
+        self.grad_clip_value = grad_clip_value
+        self.optimizer_key = optimizer_key
+        self._optimizer: Any = None
+        self._scaler: Any = None
+        self._active = False
+        self._pending = 0  # batches back-propagated since the last step
+
+    def _resolve(self, runner: Any) -> Any:
+        optimizer = runner.optimizer
+        if optimizer is not None and self.optimizer_key is not None:
+            optimizer = optimizer[self.optimizer_key]
+        return optimizer
+
+    def on_loader_start(self, runner: Any) -> None:
+        self._active = bool(runner.is_train_loader)
+        self._pending = 0
+        if not self._active:
+            return
+        self._optimizer = self._resolve(runner)
+        if self._optimizer is None:
+            raise RuntimeError("OptimizerCallback runs on a train loader but runner.optimizer is "
+                               "None; give the stage an optimizer (factory) or drop the callback")
+        self._scaler = runner.scaler
+        self._optimizer.zero_grad(set_to_none=True)
+
+    def on_batch_end(self, runner: Any) -> None:
+        if not self._active:
+            return
+        loss = runner.batch_metrics[self.metric_key]
+        if not loss.requires_grad:
+            return
+        if self.accumulation_steps > 1:
+            loss = loss / self.accumulation_steps
+        if self._scaler is None:
+            loss.backward()
+        else:
+            self._scaler.scale(loss).backward()
+        self._pending += 1
+        if self._pending >= self.accumulation_steps:
+            self._step()
+
+    def on_loader_end(self, runner: Any) -> None:
+        if self._active and self._pending:
+            # A partial accumulation: gradients hold sum(loss_i) / N over `_pending` batches.
+            self._rescale(self.accumulation_steps / self._pending)
+            self._step()
+        self._active = False
+
+    def on_epoch_end(self, runner: Any) -> None:
+        optimizer = self._resolve(runner)
+        if optimizer is not None and optimizer.param_groups:
+            runner.epoch_metrics["lr"] = float(optimizer.param_groups[0]["lr"])
+
+    def _step(self) -> None:
+        optimizer, scaler = self._optimizer, self._scaler
+        clipping = self.grad_clip_norm is not None or self.grad_clip_value is not None
+        if clipping:
+            if scaler is not None:
+                scaler.unscale_(optimizer)
+            self._clip()
+        if scaler is None:
+            optimizer.step()
+        else:
+            scaler.step(optimizer)
+            scaler.update()
+        optimizer.zero_grad(set_to_none=True)
+        self._pending = 0
+
+    def _parameters(self) -> list[torch.Tensor]:
+        return [p for group in self._optimizer.param_groups for p in group["params"]
+                if p.grad is not None]
+
+    def _clip(self) -> None:
+        params = self._parameters()
+        if self.grad_clip_norm is not None:
+            torch.nn.utils.clip_grad_norm_(params, self.grad_clip_norm)
+        elif self.grad_clip_value is not None:
+            torch.nn.utils.clip_grad_value_(params, self.grad_clip_value)
+
+    def _rescale(self, factor: float) -> None:
+        if factor != 1.0:
+            with torch.no_grad():
+                for p in self._parameters():
+                    assert p.grad is not None
+                    p.grad.mul_(factor)
+
+    def __repr__(self) -> str:
+        return (f"OptimizerCallback(metric_key={self.metric_key!r}, "
+                f"accumulation_steps={self.accumulation_steps})")
