@@ -128,6 +128,6 @@ def _call(value: Any, args: tuple[Any, ...], where: str) -> Any:
     try:
         return value(*args)
     except Exception as err:
-        label = getattr(value, "__qualname__", type(value).__name__)
+        label = getattr(value, "__name__", type(value).__name__)
         raise BindingError(f"{where}: the factory {label} failed: "
                            f"{type(err).__name__}: {err}") from err

@@ -83,6 +83,7 @@ class AggregationStandIn(sg.Callback):
 
 class ValidationStandIn(sg.Callback):
     kind = "validation"
+    writes = ("valid.metrics", "valid.is_best", "valid.best_metrics")
 
 
 def stand_ins() -> dict[str, sg.Callback]:
