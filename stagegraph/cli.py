@@ -19,9 +19,11 @@ from typing import Any
 import stagegraph
 from stagegraph.compiler import ExecutionPlan, compile
 from stagegraph.graph.enums import RankKind
+from stagegraph.graph.experiment import Experiment
 from stagegraph.loading import LoadError, load_experiment
 
 OUTPUT_SUFFIXES = (".svg", ".png", ".dot", ".gv", ".json")
+DEVICE_HELP = "cpu, cuda, cuda:N, mps or auto (default: the experiment's device, else auto)"
 GRAPHVIZ_HINT = ("install Graphviz, which provides the `dot` binary (Debian/Ubuntu: "
                  "`apt-get install graphviz`, macOS: `brew install graphviz`), or write "
                  "plan.dot / plan.json instead")
@@ -84,7 +86,7 @@ def build_parser() -> argparse.ArgumentParser:
     explain.set_defaults(command=cmd_explain)
 
     run = sub.add_parser("run", parents=[common], help="compile and run the experiment")
-    run.add_argument("--device", default="auto", help="cpu, cuda, cuda:N, mps or auto")
+    run.add_argument("--device", help=DEVICE_HELP)
     run.add_argument("--logdir", help="where checkpoints and logs go")
     run.add_argument("--check", action="store_true",
                      help="check run: a few batches per loader and epochs per stage")
@@ -109,7 +111,7 @@ def _compile_options() -> argparse.ArgumentParser:
     options = argparse.ArgumentParser(add_help=False)
     options.add_argument("--rank", choices=[r.value for r in RankKind], default="single",
                          help="the process to plan for (default: single)")
-    options.add_argument("--device", default="auto", help="cpu, cuda, cuda:N, mps or auto")
+    options.add_argument("--device", help=DEVICE_HELP)
     options.add_argument("--logdir", help="a log directory (adds checkpoint and CSV callbacks)")
     return options
 
@@ -125,8 +127,14 @@ def _output_path(value: str) -> Path:
 # --- commands --------------------------------------------------------------------------------
 def _compile(args: argparse.Namespace, **options: Any) -> ExecutionPlan:
     experiment = load_experiment(args.exp)
-    return compile(experiment, device=args.device, rank=getattr(args, "rank", "single"),
+    device = args.device if args.device is not None else _device_of(experiment)
+    return compile(experiment, device=device, rank=getattr(args, "rank", "single"),
                    logdir=args.logdir, **options)
+
+
+def _device_of(experiment: Experiment) -> str:
+    device = getattr(experiment, "device", "auto")
+    return device if isinstance(device, str) else "auto"
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
@@ -243,10 +251,12 @@ def _run_failed(err: Exception, show_traceback: bool) -> int:
         raise cause from None
     if show_traceback:
         traceback.print_exception(err)
-    print(f"run failed: {type(err).__name__ + ': ' if cause is None else ''}{err}",
-          file=sys.stderr)
-    if cause is not None:
-        print(f"  caused by {type(cause).__name__}: {cause}", file=sys.stderr)
+    # A RunError already says where and why ("run failed at stage 'train', epoch 3, ...").
+    message = str(err) if cause is not None else f"run failed: {type(err).__name__}: {err}"
+    print(f"error: {message}", file=sys.stderr)
+    described = f"{type(cause).__name__}: {cause}"
+    if cause is not None and described not in message:
+        print(f"  caused by {described}", file=sys.stderr)
     print("  hint: rerun with --traceback for the full Python traceback", file=sys.stderr)
     return 1
 

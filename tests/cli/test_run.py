@@ -1,0 +1,70 @@
+"""`stagegraph run`: compiles with the options, runs, and reports failures without a traceback."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from cli_helpers import FIXTURES, INVALID, cli
+
+pytest.importorskip("torch")
+
+TINY = str(FIXTURES / "exp_tiny_run.py")
+
+
+def test_run_trains_and_exits_0(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    result = cli(capsys, "run", TINY, "--device", "cpu", "--logdir", str(tmp_path / "run"))
+    assert result.code == 0, result.err
+    assert "[train] epoch 2/2" in result.text
+    assert (tmp_path / "run").is_dir()
+
+
+def test_quiet_check_run(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    result = cli(capsys, "run", TINY, "--quiet", "--check", "--device", "cpu")
+    assert result.code == 0, result.err
+    assert "epoch" not in result.text
+
+
+def test_experiment_device_is_the_default(capsys: pytest.CaptureFixture[str]) -> None:
+    result = cli(capsys, "plan", f"{TINY}:on_cpu")
+    assert "device cpu" in result.out.splitlines()[0]
+    result = cli(capsys, "plan", f"{TINY}:on_cpu", "--device", "auto")
+    assert "device auto" in result.out.splitlines()[0]
+
+
+def test_run_failure_says_where_and_why(capsys: pytest.CaptureFixture[str]) -> None:
+    result = cli(capsys, "run", f"{TINY}:failing", "--quiet", "--device", "cpu")
+    assert result.code == 1
+    assert result.err.splitlines()[0] == (
+        "error: run failed at stage 'train', epoch 1, loader 'train', batch 2, callback "
+        "'explode' (on_batch_end): ValueError: exploded on purpose")
+    assert "Traceback" not in result.text
+
+
+def test_run_failure_with_traceback(capsys: pytest.CaptureFixture[str]) -> None:
+    result = cli(capsys, "run", f"{TINY}:failing", "--quiet", "--device", "cpu", "--traceback")
+    assert result.code == 1
+    assert "Traceback" in result.err and "exploded on purpose" in result.err
+
+
+def test_keyboard_interrupt_exits_130(capsys: pytest.CaptureFixture[str]) -> None:
+    result = cli(capsys, "run", f"{TINY}:interrupted", "--quiet", "--device", "cpu")
+    assert result.code == 130
+    assert "interrupted" in result.err and "Traceback" not in result.text
+
+
+def test_a_plan_with_errors_does_not_run(capsys: pytest.CaptureFixture[str]) -> None:
+    result = cli(capsys, "run", INVALID)
+    assert result.code == 1
+    assert "error[SF402]" in result.err
+    assert "not running: experiment 'broken' has errors" in result.err
+
+
+def test_missing_device_is_reported(capsys: pytest.CaptureFixture[str]) -> None:
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    result = cli(capsys, "run", TINY, "--quiet", "--device", "cuda")
+    assert result.code == 1
+    assert result.err.startswith("cannot run: ") and "Traceback" not in result.text
