@@ -3,8 +3,10 @@
 The compiler never calls a factory; this module does, at stage start. A value is used as it is
 when it is an object (an `nn.Module`, an optimizer, a loader), and called when it is a factory:
 the model and loader factories take no argument, an optimizer factory may take the model and a
-scheduler factory the optimizer (``FACTORY_ARITY`` in the compiler's schema). A criterion that is
-a plain function of the predictions (``F.cross_entropy``) is not a factory: it is the criterion.
+scheduler factory the optimizer (``FACTORY_ARITY`` in the compiler's schema); an optimizer
+class or ``functools.partial`` of one gets the model's parameters. A criterion object that is not
+an `nn.Module` but a callable of the predictions (it cannot be called without arguments) is used
+as it is.
 
 The experiment-level model is built once and kept, so its weights carry over from stage to
 stage; a stage's own ``model=`` replaces it for that stage only.
@@ -101,7 +103,7 @@ class ComponentBuilder:
 def _is_factory(value: Any, name: str) -> bool:
     if isinstance(value, (nn.Module, torch.optim.Optimizer)) or not callable(value):
         return False
-    # A plain criterion function (predictions, targets) -> loss is the criterion itself.
+    # A callable criterion object (predictions, targets) -> loss is the criterion itself.
     return name != "criterion" or _accepts(value, 0)
 
 
