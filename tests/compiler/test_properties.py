@@ -10,7 +10,7 @@ from strategies import experiments
 
 import stagegraph as sg
 
-EXAMPLES = int(os.environ.get("STAGEGRAPH_FUZZ_EXAMPLES", "300"))
+EXAMPLES = int(os.environ.get("STAGEGRAPH_FUZZ_EXAMPLES", "200"))
 SETTINGS = settings(max_examples=EXAMPLES, deadline=None,
                     suppress_health_check=[HealthCheck.too_slow])
 
