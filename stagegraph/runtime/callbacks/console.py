@@ -119,12 +119,14 @@ class ConsoleLogger(Callback):
         self._aggregation = next((cb for cb in (runner.callbacks or {}).values()
                                   if isinstance(cb, MetricAggregationCallback)), None)
         self._shown = tuple(dict.fromkeys((*self.metrics, runner.main_metric)))
-        tty = _is_tty(self._out)
-        self._interval = self.refresh_interval if tty else self.log_interval
-        self._bar = tqdm(total=runner.loader_len, file=self._out, leave=True, ascii=not tty,
-                         dynamic_ncols=tty, ncols=None if tty else 100, mininterval=0,
-                         miniters=1, unit="batch",
-                         desc=f"{runner.epoch}/{runner.num_epochs} {runner.loader_name}")
+        desc = f"{runner.epoch}/{runner.num_epochs} {runner.loader_name}"
+        if _is_tty(self._out):
+            self._interval = self.refresh_interval
+            self._bar = tqdm(total=runner.loader_len, file=self._out, desc=desc, leave=True,
+                             dynamic_ncols=True, mininterval=0, miniters=1, unit="batch")
+        else:
+            self._interval = self.log_interval
+            self._bar = LineProgress(runner.loader_len, self._out, desc)
         self._pending, self._loader_t0, self._next = 0, now, now + self._interval
 
     def on_batch_end(self, runner: Any) -> None:
@@ -133,7 +135,7 @@ class ConsoleLogger(Callback):
         if now >= self._next:
             self._refresh(runner, now)
 
-    def _refresh(self, runner: Any, now: float) -> None:
+    def _refresh(self, runner: Any, now: float, final: bool = False) -> None:
         self._next = now + self._interval
         if self._bar is None:
             return
@@ -148,17 +150,20 @@ class ConsoleLogger(Callback):
         if elapsed > 0:
             parts.append(f"{runner.loader_sample_step / elapsed:.0f} samples/s")
         self._bar.set_postfix_str(", ".join(parts), refresh=False)
-        self._bar.update(self._pending)
+        if final and isinstance(self._bar, LineProgress):
+            self._bar.n += self._pending  # close() prints the last line
+        else:
+            self._bar.update(self._pending)
         self._pending = 0
 
     def on_loader_end(self, runner: Any) -> None:
-        self._refresh(runner, time.perf_counter())
+        self._refresh(runner, time.perf_counter(), final=True)
         self._close_bar()
 
     def on_epoch_end(self, runner: Any) -> None:
         loaders = list(runner.loaders or ())
         metrics = public_metrics(runner.epoch_metrics, loaders)
-        text = "  ".join(f"{k}={format_value(v)}" for k, v in sorted(metrics.items()))
+        text = "  ".join(f"{k}={format_value(v)}" for k, v in sorted(metrics.items())) or "done"
         took = "" if self._epoch_t0 is None else f" in {time.perf_counter() - self._epoch_t0:.1f}s"
         best = "  (best)" if runner.is_best_valid else ""
         self._print(f"[{runner.stage_name}] epoch {runner.epoch}/{runner.num_epochs}{took}: "
@@ -194,6 +199,34 @@ class ConsoleLogger(Callback):
 
     def __repr__(self) -> str:
         return f"ConsoleLogger(metrics={self.metrics})"
+
+
+class LineProgress:
+    """The progress bar for logs (a file or pipe, not a terminal): one plain line per refresh,
+    no carriage returns, so CI logs read top to bottom. Mirrors the part of tqdm used here."""
+
+    def __init__(self, total: int | None, file: TextIO, desc: str) -> None:
+        self.total, self.file, self.desc = total, file, desc
+        self.n, self.postfix = 0, ""
+        self._t0 = time.perf_counter()
+
+    def set_postfix_str(self, text: str, refresh: bool = False) -> None:
+        self.postfix = text
+
+    def update(self, n: int = 1) -> None:
+        self.n += n
+        self._line()
+
+    def close(self) -> None:
+        self._line()
+
+    def _line(self) -> None:
+        elapsed = time.perf_counter() - self._t0
+        of = f"/{self.total}" if self.total is not None else ""
+        rate = f", {self.n / elapsed:.1f} batch/s" if elapsed > 0 else ""
+        tail = f", {self.postfix}" if self.postfix else ""
+        print(f"{self.desc}: {self.n}{of} batches in {elapsed:.1f}s{rate}{tail}",
+              file=self.file, flush=True)
 
 
 def _is_tty(stream: Any) -> bool:
