@@ -1,13 +1,13 @@
 """Graphviz emitter: draw an `ExecutionPlan` as a `graphviz.Digraph`, a pure function of the plan.
 
-Stages are clusters in run order, joined by stage edges and by migration edges labelled with the
-callbacks that cross them. Inside a stage the callbacks stand top to bottom in plan order, each
-numbered with its position; hard edges carry their reason (the dataflow key, or ``after`` /
-``before``) and an edge that overrides the order buckets is drawn bold red. Fill colour shows a
-callback's origin, a double border its experiment scope, and a coloured border plus a tag its
-node (master / worker). Node ids are positional (``s0``, ``s0_c3``), so any callback or stage
-name — unicode, spaces, quotes, colons — only ever appears inside an escaped label.
-"""
+Stages are clusters in run order, joined by their stage edges; a stage edge along which
+experiment-scoped callbacks migrate is drawn green and labelled with them. Inside a stage the
+callbacks stand top to bottom in plan order, each numbered with its position; hard edges carry
+their reason (the dataflow key, or ``after`` / ``before``) and an edge that overrides the order
+buckets is drawn bold red. Fill colour shows a callback's origin, a double border its experiment
+scope, and a coloured border plus a tag its node (master / worker). Node ids are positional
+(``s0``, ``s0_c3``), so any callback or stage name — unicode, spaces, quotes, colons — only ever
+appears inside an escaped label."""
 
 from __future__ import annotations
 
@@ -17,7 +17,13 @@ from itertools import pairwise
 
 import graphviz
 
-from stagegraph.compiler.plan import CallbackPlan, EdgePlan, ExecutionPlan, StagePlan
+from stagegraph.compiler.plan import (
+    CallbackPlan,
+    EdgePlan,
+    ExecutionPlan,
+    MigrationPlan,
+    StagePlan,
+)
 from stagegraph.graph.enums import CallbackNode, CallbackScope, bucket_name
 
 FONT = "Helvetica"
@@ -34,7 +40,7 @@ EXPLICIT = {"color": "#222222"}
 DATAFLOW = {"color": "#1a5fb4", "fontcolor": "#1a5fb4"}
 INVERTED = {"color": "#d00000", "fontcolor": "#d00000", "penwidth": "2.5", "style": "bold"}
 STAGE_EDGE = {"color": "#555555", "penwidth": "2"}
-MIGRATION = {"color": "#2e7d32", "fontcolor": "#2e7d32", "style": "dashed", "penwidth": "1.5"}
+MIGRATION = {"color": "#2e7d32", "fontcolor": "#2e7d32", "penwidth": "2.5"}
 
 
 def to_graphviz(plan: ExecutionPlan) -> graphviz.Digraph:
@@ -190,25 +196,34 @@ def _anchors(stage: StagePlan) -> _Anchors:
 
 
 def _between_stages(plan: ExecutionPlan) -> list[dict[str, str]]:
-    """Stage edges, migration edges, and invisible run-order edges between clusters."""
+    """Stage edges (green and labelled where callbacks migrate along them), then invisible
+    run-order edges between consecutive stages that no stage edge joins."""
     anchors = {s.name: _anchors(s) for s in plan.stages}
 
     def link(source: str, target: str, **attrs: str) -> dict[str, str]:
         a, b = anchors[source], anchors[target]
         return {"tail": a.tail, "head": b.head, "ltail": a.cluster, "lhead": b.cluster, **attrs}
 
-    edges = [link(e.source, e.target, **STAGE_EDGE)
-             for e in plan.stage_edges if e.source in anchors and e.target in anchors]
-    for stage in plan.stages:
-        for m in stage.migrations:
-            if m.source in anchors:
-                label = _lines("migrates:", *m.callbacks)
-                edges.append(link(m.source, m.target, label=label, **MIGRATION))
+    migrations = {(m.source, m.target): m for s in plan.stages for m in s.migrations}
+    edges = []
+    for edge in plan.stage_edges:
+        if edge.source in anchors and edge.target in anchors:
+            moved = migrations.pop((edge.source, edge.target), None)
+            edges.append(link(edge.source, edge.target, **_stage_edge_style(moved)))
+    for (source, target), moved in migrations.items():  # a migration always has its stage edge
+        if source in anchors and target in anchors:
+            edges.append(link(source, target, **_stage_edge_style(moved)))
     joined = {(e.source, e.target) for e in plan.stage_edges}
     for first, second in pairwise(plan.stages):
         if (first.name, second.name) not in joined:
             edges.append(link(first.name, second.name, style="invis"))
     return edges
+
+
+def _stage_edge_style(migration: MigrationPlan | None) -> dict[str, str]:
+    if migration is None:
+        return dict(STAGE_EDGE)
+    return {**MIGRATION, "label": _lines("migrates:", *migration.callbacks)}
 
 
 # --- legend ----------------------------------------------------------------------------------
@@ -234,7 +249,7 @@ def _legend() -> graphviz.Digraph:
              ("dataflow", {**DATAFLOW, "label": "dataflow key"}),
              ("inverted", {**INVERTED, "label": "overrides order buckets"}),
              ("stage", {**STAGE_EDGE, "label": "stage edge"}),
-             ("migration", {**MIGRATION, "label": "migrates: callbacks"})]
+             ("migration", {**MIGRATION, "label": "stage edge, migrating callbacks"})]
     for name, attrs in edges:
         tail, head = f"legend_{name}_from", f"legend_{name}_to"
         legend.node(tail, "", shape="point", width="0.05")

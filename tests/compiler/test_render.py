@@ -67,14 +67,32 @@ def test_callbacks_are_numbered_and_chained_in_plan_order() -> None:
                                          for i in range(1, len(names))]
 
 
-def test_stage_edge_and_migration_edge_join_the_clusters() -> None:
+def test_stage_edges_join_the_clusters_and_show_migration() -> None:
     plan = small()
     last = f"s0_c{len(plan.stage('pretrain').callbacks)}"
     source = to_graphviz(plan).source
-    assert (f'{last} -> s1 [color="#555555" lhead=cluster_s1 ltail=cluster_s0 penwidth=2]'
+    (edge,) = [ln.strip() for ln in source.splitlines() if ln.startswith(f"\t{last} -> s1 ")]
+    assert edge == (f'{last} -> s1 [label="migrates:\\ntracker" color="#2e7d32" '
+                    'fontcolor="#2e7d32" lhead=cluster_s1 ltail=cluster_s0 penwidth=2.5]')
+
+
+def test_a_stage_edge_without_migration_is_grey() -> None:
+    exp = small().experiment_object
+    exp.stages[1].params["migrate_from_previous_stage"] = False
+    plan = sg.compile(exp, verbose=False)
+    last = f"s0_c{len(plan.stage('pretrain').callbacks)}"
+    source = to_graphviz(plan).source
+    assert (f'\t{last} -> s1 [color="#555555" lhead=cluster_s1 ltail=cluster_s0 penwidth=2]\n'
             in source)
-    assert (f'{last} -> s1 [label="migrates:\\ntracker" color="#2e7d32" fontcolor="#2e7d32" '
-            'lhead=cluster_s1 ltail=cluster_s0 penwidth=1.5 style=dashed]') in source
+    assert "migrates:" not in source
+
+
+def test_stages_without_an_edge_keep_run_order() -> None:
+    exp = experiment()
+    exp.add_stage("a", loaders=dict(LOADERS))
+    exp.add_stage("b", after=[], loaders=dict(LOADERS))
+    source = to_graphviz(sg.compile(exp, verbose=False)).source
+    assert "-> s1 [lhead=cluster_s1 ltail=cluster_s0 style=invis]" in source
 
 
 def test_edges_are_labelled_with_their_reason() -> None:
