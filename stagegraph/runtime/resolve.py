@@ -21,7 +21,7 @@ def runnable_plan(
     *,
     experiment: Experiment | None = None,
     logdir: Any = None,
-    device: str | None = None,
+    device: Any = None,
 ) -> ExecutionPlan:
     """The plan to run for ``plan`` with these overrides; `PlanError` if it cannot run."""
     if not isinstance(plan, ExecutionPlan):
@@ -37,8 +37,8 @@ def runnable_plan(
     changes: dict[str, Any] = {}
     if logdir is not None and str(logdir) != plan.logdir:
         changes["logdir"] = str(logdir)
-    if device is not None and device != plan.device:
-        changes["device"] = device
+    if device is not None and str(device) != plan.device:
+        changes["device"] = str(device)  # a torch.device is accepted too
     if changes:
         plan = _recompile(plan, plan.experiment_object, **changes)
     if not plan.ok:

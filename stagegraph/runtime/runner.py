@@ -49,7 +49,7 @@ class Runner(RunnerState):
         plan: ExecutionPlan,
         *,
         logdir: str | Path | None = None,
-        device: str | None = None,
+        device: str | torch.device | None = None,
         check: bool = False,
         experiment: Experiment | None = None,
     ) -> None:
