@@ -58,6 +58,9 @@ class CheckpointCallback(Callback):
     ``torch.load(path, weights_only=True)``; see :func:`checkpoint_data` for its content. The
     model is unwrapped from DDP before saving. With ``load_best_on_stage_end=True`` the best
     weights are loaded back into the model when the stage ends.
+
+    Without a logdir no file is written (a warning says so); the best weights are then kept in
+    memory, so ``load_best_on_stage_end`` still works.
     """
 
     order: ClassVar[int] = CallbackOrder.External
@@ -75,18 +78,27 @@ class CheckpointCallback(Callback):
         self.folder: Path | None = None
         self.top: list[tuple[float, int, str]] = []  # (score, epoch, file name), best first
         self._restored = False
+        self._best_in_memory: Any = None
 
     def on_stage_start(self, runner: Any) -> None:
-        if runner.logdir is None:
-            raise ValueError("CheckpointCallback needs a logdir: pass logdir= to compile/Runner, "
-                             "or drop the callback")
-        self.folder = Path(runner.logdir) / "checkpoints"
-        self.folder.mkdir(parents=True, exist_ok=True)
+        self._best_in_memory = None
         if not self._restored:
             self.top = []
         self._restored = False
+        if runner.logdir is None:
+            self.folder = None
+            warnings.warn("CheckpointCallback: no logdir, so no checkpoint is written (pass "
+                          "logdir= or --logdir); the best weights are kept in memory",
+                          stacklevel=2)
+            return
+        self.folder = Path(runner.logdir) / "checkpoints"
+        self.folder.mkdir(parents=True, exist_ok=True)
 
     def on_epoch_end(self, runner: Any) -> None:
+        if self.folder is None:
+            if self.load_best_on_stage_end and runner.is_best_valid:
+                self._best_in_memory = _cloned(state_of(runner.model))
+            return
         data = torch_bytes(checkpoint_data(runner))
         stage = runner.stage_name
         self._write(f"{stage}.last.pth", data)
@@ -97,7 +109,10 @@ class CheckpointCallback(Callback):
             self._keep_if_top(float(score), runner, data)
 
     def on_stage_end(self, runner: Any) -> None:
-        if not self.load_best_on_stage_end or self.folder is None:
+        if not self.load_best_on_stage_end:
+            return
+        if self.folder is None:
+            load_state_into(runner.model, self._best_in_memory)
             return
         best = self.folder / f"{runner.stage_name}.best.pth"
         if best.exists():
@@ -148,3 +163,12 @@ class CheckpointCallback(Callback):
     def __repr__(self) -> str:
         return (f"CheckpointCallback(save_n_best={self.save_n_best}, "
                 f"load_best_on_stage_end={self.load_best_on_stage_end})")
+
+
+def _cloned(state: Any) -> Any:
+    """A copy of a (nested) state dict whose tensors no longer share memory with the model."""
+    if isinstance(state, torch.Tensor):
+        return state.clone()
+    if isinstance(state, dict):
+        return {key: _cloned(value) for key, value in state.items()}
+    return state

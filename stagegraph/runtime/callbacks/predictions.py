@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, ClassVar
@@ -26,7 +27,9 @@ class PredictionWriter(Callback):
     ``logdir/predictions/{stage}_{loader}.pt`` (a dict of tensors, ``torch.load(...,
     weights_only=True)``) or ``.csv`` (one row per sample; a ``(n, c)`` tensor gives columns
     ``key_0 .. key_{c-1}``). Only ``infer*`` loaders are written unless ``loaders`` names others.
-    Not added by default; in a distributed run the master writes the samples it saw.
+    Not added by default; in a distributed run the master writes the samples it saw. The data
+    also stays in ``predictions[f"{stage}_{loader}"]``; without a logdir that is the only copy
+    (a warning says no file is written).
     """
 
     order: ClassVar[int] = CallbackOrder.Logging
@@ -48,6 +51,7 @@ class PredictionWriter(Callback):
         self.loaders = None if loaders is None else tuple(loaders)
         self.folder = folder
         self.written: list[Path] = []
+        self.predictions: dict[str, dict[str, torch.Tensor]] = {}
         self._parts: dict[str, list[torch.Tensor]] | None = None
 
     def on_loader_start(self, runner: Any) -> None:
@@ -71,12 +75,15 @@ class PredictionWriter(Callback):
         parts, self._parts = self._parts, None
         if not parts:
             return
-        if runner.logdir is None:
-            raise ValueError("PredictionWriter needs a logdir: pass logdir= to compile/Runner")
         data = {key: torch.cat(chunks) for key, chunks in parts.items()}
         if self.argmax:
             data.update({f"{k}_argmax": v.argmax(1) for k, v in list(data.items())
                          if v.ndim == 2 and v.is_floating_point() and k in (self.keys or data)})
+        self.predictions[f"{runner.stage_name}_{runner.loader_name}"] = data
+        if runner.logdir is None:
+            warnings.warn("PredictionWriter: no logdir, so predictions are kept in memory only "
+                          "(.predictions); pass logdir= or --logdir to write files", stacklevel=2)
+            return
         path = (Path(runner.logdir) / self.folder /
                 f"{runner.stage_name}_{runner.loader_name}.{self.format}")
         path.parent.mkdir(parents=True, exist_ok=True)

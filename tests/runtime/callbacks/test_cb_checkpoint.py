@@ -158,9 +158,18 @@ def test_data_parallel_wrappers_are_unwrapped(tmp_path: Path) -> None:
     assert set(state["model"]) == {"weight", "bias"}
 
 
-def test_needs_a_logdir() -> None:
-    with pytest.raises(ValueError, match="logdir"):
-        CheckpointCallback().on_stage_start(make_runner(logdir=None))
+def test_without_a_logdir_it_warns_and_keeps_the_best_weights_in_memory(
+        tmp_path: Path) -> None:
+    runner = _runner(tmp_path)
+    runner.logdir = None
+    with pytest.warns(UserWarning, match="no logdir"):
+        _stage(runner, [ValidationManagerCallback(),
+                        CheckpointCallback(load_best_on_stage_end=True)], [0.5, 0.1, 0.3])
+    assert runner.model.bias.tolist() == [2.0, 2.0]
+    assert not (tmp_path / "checkpoints").exists()
+
+
+def test_params_are_checked() -> None:
     with pytest.raises(ValueError, match="save_n_best"):
         CheckpointCallback(save_n_best=-1)
 

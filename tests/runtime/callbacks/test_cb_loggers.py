@@ -182,6 +182,16 @@ def test_prediction_writer_csv(tmp_path: Path) -> None:
     assert len(rows) == 6 and list(rows[0]) == ["logits_0", "logits_1", "logits_2"]
 
 
+def test_prediction_writer_without_a_logdir_keeps_predictions_in_memory(
+        tmp_path: Path) -> None:
+    writer = PredictionWriter()
+    runner = make_runner(model=nn.Linear(4, 3), logdir=None, stage_name="infer")
+    with pytest.warns(UserWarning, match="no logdir"):
+        run_loader(runner, [writer], "infer", batches([4, 2]))
+    assert writer.predictions["infer_infer"]["logits"].shape == (6, 3)
+    assert writer.written == []
+
+
 def test_prediction_writer_skips_other_loaders_unless_named(tmp_path: Path) -> None:
     _infer_run(tmp_path, PredictionWriter(), loader="valid")
     assert not (tmp_path / "predictions").exists()
