@@ -231,3 +231,19 @@ def test_set_global_seed_seeds_every_generator() -> None:
         set_global_seed(11)
         draws.append((random.random(), float(np.random.rand()), float(torch.rand(1))))
     assert draws[0] == draws[1]
+
+
+def test_built_in_defaults_bind_fresh_per_stage_and_run() -> None:
+    instances: list[dict[str, Any]] = []
+    exp = sg.Experiment("defaults", model=tiny_model, criterion=nn.CrossEntropyLoss,
+                        optimizer=lambda m: torch.optim.SGD(m.parameters(), lr=0.1))
+    keep = Hook("on_stage_end", lambda r: instances.append(dict(r.callbacks)), scope="experiment")
+    exp.add_stage("a", loaders=loaders(), callbacks={"keep": keep})
+    exp.add_stage("b", loaders=loaders())
+    runner = run_cpu(exp)
+    a, b = instances
+    for name in ("criterion", "optimizer", "metric_aggregation", "validation"):
+        assert type(a[name]) is type(b[name]) and a[name] is not b[name]
+        assert runner.stage is not None and runner.stage.callback(name).origin == "default"
+    assert a["keep"] is b["keep"] is keep
+    assert {"train_loss", "valid_loss"} <= runner.epoch_metrics.keys()
