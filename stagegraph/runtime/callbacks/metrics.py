@@ -87,7 +87,7 @@ class AccuracyCallback(Callback):
 class TorchMetricsCallback(Callback):
     """Adapter for any scalar-valued ``torchmetrics.Metric``.
 
-    Per batch, ``metric(preds, target)`` updates the metric's state and (with ``on_batch=True``)
+    Per batch, ``metric(preds, target)`` updates the metric's state and (with ``log_batch=True``)
     stores the batch value in ``batch_metrics[metric_key]``. At loader end the metric's
     ``compute()`` over the whole loader goes to ``loader_metrics[metric_key]``, which the metric
     aggregation keeps instead of the mean of batch values (exact for F1, AUROC and other
@@ -105,7 +105,7 @@ class TorchMetricsCallback(Callback):
         input_key: str = "logits",
         target_key: str = "targets",
         metric_key: str | None = None,
-        on_batch: bool = True,
+        log_batch: bool = True,
         **declarations: Any,
     ) -> None:
         try:
@@ -115,7 +115,7 @@ class TorchMetricsCallback(Callback):
         if not isinstance(metric, torchmetrics.Metric):
             raise TypeError(f"metric must be a torchmetrics.Metric instance, not {metric!r}")
         key = metric_key or _snake(type(metric).__name__)
-        writes = (f"metric.{key}",) if on_batch else ()
+        writes = (f"metric.{key}",) if log_batch else ()
         declarations.setdefault("reads", (f"output.{input_key}", f"batch.{target_key}"))
         declarations.setdefault("writes", (*writes, f"loader_metric.{key}"))
         super().__init__(**declarations)
@@ -123,7 +123,7 @@ class TorchMetricsCallback(Callback):
         self.input_key = input_key
         self.target_key = target_key
         self.metric_key = key
-        self.on_batch = on_batch
+        self.log_batch = log_batch
         self._updated = False
 
     def on_loader_start(self, runner: Any) -> None:
@@ -135,7 +135,7 @@ class TorchMetricsCallback(Callback):
     def on_batch_end(self, runner: Any) -> None:
         preds = runner.output[self.input_key].detach()
         target = runner.input[self.target_key]
-        if self.on_batch:
+        if self.log_batch:
             runner.batch_metrics[self.metric_key] = _scalar(self.metric(preds, target),
                                                             self.metric_key)
         else:
