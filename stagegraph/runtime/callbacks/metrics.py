@@ -28,10 +28,11 @@ class AccuracyCallback(Callback):
     """Accuracy and top-k accuracy of ``output[input_key]`` against ``input[target_key]``.
 
     Outputs are scores of shape ``(batch, classes)``; targets are class indices ``(batch,)`` or
-    one-hot / probabilities ``(batch, classes)``. Scores of shape ``(batch,)`` or ``(batch, 1)``
-    are binary: the prediction is ``score > threshold``. For each ``k`` in ``topk`` the share of
-    samples whose target is among the ``k`` highest scores is stored, as a detached 0-dim tensor,
-    under ``metric_key`` for k=1 and ``f"{metric_key}{k:02d}"`` otherwise (``accuracy03``).
+    ``(batch, 1)``, or one-hot / probabilities ``(batch, classes)``. Scores of shape ``(batch,)``
+    or ``(batch, 1)`` are binary: the prediction is ``score > threshold``. For each ``k`` in
+    ``topk`` the share of samples whose target is among the ``k`` highest scores is stored, as a
+    detached 0-dim tensor, under ``metric_key`` for k=1 and ``f"{metric_key}{k:02d}"`` otherwise
+    (``accuracy03``).
     """
 
     order: ClassVar[int] = CallbackOrder.Metric
@@ -67,8 +68,9 @@ class AccuracyCallback(Callback):
             hits = (scores.reshape(-1) > self.threshold) == targets.reshape(-1).bool()
             metrics[self.names[0]] = hits.float().mean()
             return
-        if targets.ndim == scores.ndim:
-            targets = targets.argmax(1)
+        if targets.ndim == scores.ndim:  # one-hot rows, or a column of class indices
+            targets = targets.argmax(1) if targets.shape[1] == scores.shape[1] else \
+                targets.reshape(-1)
         if self.topk == (1,):
             metrics[self.names[0]] = (scores.argmax(1) == targets).float().mean()
             return

@@ -42,9 +42,12 @@ def test_k_larger_than_the_classes_counts_every_sample() -> None:
     assert metrics["accuracy10"].item() == 1.0
 
 
-def test_one_hot_targets() -> None:
+def test_one_hot_and_column_targets() -> None:
     one_hot = torch.nn.functional.one_hot(TARGETS, 4).float()
     assert _run(AccuracyCallback(), SCORES, one_hot)["accuracy"].item() == pytest.approx(0.25)
+    column = _run(AccuracyCallback(topk=(1, 2)), SCORES, TARGETS[:, None])
+    assert column["accuracy"].item() == pytest.approx(0.25)
+    assert column["accuracy02"].item() == pytest.approx(0.5)
 
 
 def test_binary_scores_use_the_threshold() -> None:
