@@ -72,9 +72,9 @@ class ConsoleLogger(Callback):
     mean of ``metrics`` (default: ``loss`` and the stage's main metric). The bar is redrawn at most
     every ``refresh_interval`` seconds (``log_interval`` when ``file`` is not a terminal, so CI
     logs stay short), which keeps the per-batch cost to a counter and a clock read. Per epoch, one
-    line with every epoch metric (diagnostics whose name starts with ``_`` left out) and ``best``
-    when the epoch is the best so far. At experiment end, a table of the best valid metrics of
-    each stage. ``file`` defaults to ``sys.stdout``.
+    line with every epoch metric (diagnostics whose name starts with ``_`` left out) and
+    ``(best)`` when the epoch is the best so far. At experiment end, a table of the best valid
+    metrics of each stage. ``file`` defaults to ``sys.stdout``.
     """
 
     order: ClassVar[int] = CallbackOrder.Logging
@@ -143,7 +143,7 @@ class ConsoleLogger(Callback):
         for key in self._shown:
             value = self._aggregation.running(key) if self._aggregation is not None else None
             if value is None and key in runner.batch_metrics:
-                value = float(runner.batch_metrics[key])
+                value = runner.batch_metrics[key]  # the latest batch's, without aggregation
             if value is not None:
                 parts.append(f"{key}={format_value(value)}")
         elapsed = now - self._loader_t0

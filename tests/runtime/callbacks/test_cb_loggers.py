@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import sys
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -120,6 +121,18 @@ def test_console_with_a_terminal_uses_tqdm(monkeypatch: pytest.MonkeyPatch) -> N
     out = Terminal()
     _console_run(out, refresh_interval=0.0)
     assert "\r" in out.getvalue() and "batch/s" in out.getvalue()
+
+
+def test_console_without_aggregation_shows_the_latest_batch_value() -> None:
+    out = io.StringIO()
+    logger = ConsoleLogger(file=out, log_interval=0.0)
+    loss = torch.tensor(0.75, requires_grad=True) * 1.0
+    runner = make_runner(loader_len=1, batch_metrics={"loss": loss}, loader_sample_step=4)
+    logger.on_loader_start(runner)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        logger.on_batch_end(runner)
+    assert "1/1 batches" in out.getvalue() and "loss=0.75" in out.getvalue()
 
 
 def test_console_closes_its_bar_on_exception() -> None:
