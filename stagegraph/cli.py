@@ -19,7 +19,6 @@ from typing import Any
 import stagegraph
 from stagegraph.compiler import ExecutionPlan, compile
 from stagegraph.graph.enums import RankKind
-from stagegraph.graph.experiment import Experiment
 from stagegraph.loading import LoadError, load_experiment
 
 OUTPUT_SUFFIXES = (".svg", ".png", ".dot", ".gv", ".json")
@@ -127,14 +126,8 @@ def _output_path(value: str) -> Path:
 # --- commands --------------------------------------------------------------------------------
 def _compile(args: argparse.Namespace, **options: Any) -> ExecutionPlan:
     experiment = load_experiment(args.exp)
-    device = args.device if args.device is not None else _device_of(experiment)
-    return compile(experiment, device=device, rank=getattr(args, "rank", "single"),
+    return compile(experiment, device=args.device, rank=getattr(args, "rank", "single"),
                    logdir=args.logdir, **options)
-
-
-def _device_of(experiment: Experiment) -> str:
-    device = getattr(experiment, "device", "auto")
-    return device if isinstance(device, str) else "auto"
 
 
 def cmd_validate(args: argparse.Namespace) -> int:

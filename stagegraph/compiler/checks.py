@@ -76,7 +76,7 @@ def _check_keys(stage: StagePlan, diags: Diagnostics) -> None:
             unknowable = (ns == "batch" and stage.batch_keys is None) or (
                 ns == "output" and not stage.handler.declared)
             message = (f"reads {key!r}, which nothing in this stage writes." +
-                       did_you_mean(key, sources))
+                       did_you_mean(key, [s for s in sources if namespace(s) == ns]))
             if unknowable:
                 hint = ("loaders are not read at compile time: declare batch_keys=[...] on the "
                         "stage to check batch keys" if ns == "batch" else

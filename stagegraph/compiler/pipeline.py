@@ -39,14 +39,15 @@ def passes(*, verbose: bool = True) -> list[tuple[str, Pass]]:
 def compile(  # the verb users expect: sg.compile(exp), shadowing the builtin on purpose
     experiment: Experiment,
     *,
-    device: str = "auto",
+    device: str | None = None,
     rank: RankKind | str = RankKind.single,
     logdir: str | None = None,
     verbose: bool = True,
 ) -> ExecutionPlan:
     """Compile ``experiment`` into an `ExecutionPlan`; never raises for a user's mistake.
 
-    ``device`` is recorded for the runtime (``cpu``, ``cuda``, ``cuda:N``, ``mps`` or ``auto``);
+    ``device`` is recorded for the runtime (``cpu``, ``cuda``, ``cuda:N``, ``mps`` or ``auto``;
+    by default the experiment's own, ``Experiment(device=...)``);
     ``rank`` picks the callbacks a ``single`` process, a distributed ``master`` or a ``worker``
     runs; ``logdir`` adds checkpoint and CSV defaults; ``verbose=False`` leaves out the console
     logger. Check ``plan.ok`` and ``plan.diagnostics``.
@@ -63,9 +64,13 @@ def compile(  # the verb users expect: sg.compile(exp), shadowing the builtin on
                     "pass rank='single' (or 'master' / 'worker' for distributed runs)",
                     param="rank")
         rank = RankKind.single
+    if device is None:
+        device = experiment.device
+    if type(device).__module__ == "torch":  # a torch.device, given without importing torch
+        device = str(device)
     with _gc_paused():
         plan = schema(experiment, diags, device=device, rank=rank,
-                      logdir=None if logdir is None else str(logdir))
+                      logdir=None if logdir is None else str(logdir), verbose=verbose)
         for _name, run in passes(verbose=verbose):
             plan = run(plan, diags)
     stage_rank = {s.name: s.index for s in experiment.stages if isinstance(s.name, str)}

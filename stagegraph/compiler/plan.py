@@ -129,6 +129,7 @@ class ExecutionPlan(Frozen):
     device: str = "auto"
     rank: RankKind = RankKind.single
     logdir: str | None = None
+    verbose: bool = True
     stages: tuple[StagePlan, ...] = ()
     stage_edges: tuple[StageEdge, ...] = ()
     diagnostics: tuple[Diagnostic, ...] = ()
@@ -160,6 +161,15 @@ class ExecutionPlan(Frozen):
                 return stage
         known = ", ".join(repr(s.name) for s in self.stages)
         raise KeyError(f"plan has no stage {name!r}; stages: {known}")
+
+    def __eq__(self, other: object) -> bool:
+        """Plans are equal when their content is: the bound experiment does not count."""
+        if not isinstance(other, ExecutionPlan):
+            return NotImplemented
+        return self.__dict__ == other.__dict__
+
+    def __hash__(self) -> int:
+        return hash(self.hash)
 
     # --- emitters -----------------------------------------------------------------------------
     def to_json(self, indent: int | None = 2) -> str:

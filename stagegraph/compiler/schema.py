@@ -77,6 +77,7 @@ def schema(
     device: str = "auto",
     rank: RankKind = RankKind.single,
     logdir: str | None = None,
+    verbose: bool = True,
 ) -> ExecutionPlan:
     """Validate ``experiment`` and return its first plan (declaration order, no defaults)."""
     name = experiment.name if isinstance(experiment.name, str) and experiment.name else "?"
@@ -100,7 +101,7 @@ def schema(
         if plan is not None:
             stages.append(plan)
     return ExecutionPlan(experiment=name, seed=seed, device=str(device), rank=rank,
-                         logdir=logdir, stages=tuple(stages))
+                         logdir=logdir, verbose=verbose, stages=tuple(stages))
 
 
 def _check_device(device: object, diags: Diagnostics) -> None:
@@ -214,6 +215,9 @@ def _loaders(stage: StageDef, diags: Diagnostics) -> tuple[LoaderPlan, ...]:
 #: How many positional arguments a component factory may take: the optimizer factory may take
 #: the model, the scheduler factory the optimizer.
 FACTORY_ARITY = {"model": (0,), "criterion": (0,), "optimizer": (0, 1), "scheduler": (0, 1)}
+#: What the compiler accepts: a criterion function that cannot be called with no argument is the
+#: loss itself, called as ``criterion(outputs, targets)``.
+ACCEPTED_ARITY = {**FACTORY_ARITY, "criterion": (0, 2)}
 
 
 def _components(experiment: Experiment, stage: StageDef, diags: Diagnostics
@@ -227,8 +231,20 @@ def _components(experiment: Experiment, stage: StageDef, diags: Diagnostics
         else:
             continue
         value = experiment.component(stage, component)
-        _check_factory(value, FACTORY_ARITY[component], diags, stage=stage.name, param=component)
+        _check_factory(value, ACCEPTED_ARITY[component], diags, stage=stage.name, param=component)
     return found
+
+
+FACTORY_HINTS = {
+    "model": "a model factory takes no arguments: def make_model(): return MyNet(width=64)",
+    "criterion": "a criterion is a loss object, a factory taking no arguments, or the loss "
+                 "function itself taking (outputs, targets)",
+    "optimizer": "an optimizer factory takes no argument or the model: "
+                 "lambda model: torch.optim.Adam(model.parameters(), lr=1e-3)",
+    "scheduler": "a scheduler factory takes no argument or the optimizer: "
+                 "lambda opt: torch.optim.lr_scheduler.StepLR(opt, step_size=5)",
+    "loader": "a loader factory takes no arguments: functools.partial(make_loader, 'train')",
+}
 
 
 def _check_factory(value: Any, arity: int | tuple[int, ...], diags: Diagnostics,
@@ -245,8 +261,7 @@ def _check_factory(value: Any, arity: int | tuple[int, ...], diags: Diagnostics,
         what = " or ".join(str(n) for n in allowed)
         diags.error("SF110", f"factory {value.__qualname__}{signature} cannot be called with "
                     f"{what} positional argument(s)",
-                    "model, criterion and loader factories take no arguments; an optimizer "
-                    "factory may take the model, a scheduler factory the optimizer", **location)
+                    FACTORY_HINTS[location.get("param", "loader")], **location)
 
 
 def _accepts(signature: inspect.Signature, n: int) -> bool:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 from stagegraph.compiler.pipeline import compile as compile_experiment
 from stagegraph.graph.enums import RankKind
@@ -38,17 +37,12 @@ def run(
     """
     plan = compile_experiment(
         experiment,
-        device=device if device is not None else _device_of(experiment),
+        device=device,
         rank=rank,
         logdir=None if logdir is None else str(logdir),
         verbose=verbose,
     )
     return Runner(plan, check=check).run()
-
-
-def _device_of(experiment: Any) -> str:
-    device = getattr(experiment, "device", "auto")
-    return device if isinstance(device, str) else "auto"
 
 
 __all__ = [

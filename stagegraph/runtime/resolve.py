@@ -47,15 +47,15 @@ def runnable_plan(
 
 
 def _options(plan: ExecutionPlan) -> dict[str, Any]:
-    return {"device": plan.device, "rank": plan.rank, "logdir": plan.logdir}
+    return {"device": plan.device, "rank": plan.rank, "logdir": plan.logdir,
+            "verbose": plan.verbose}
 
 
 def _matching(plan: ExecutionPlan, experiment: Experiment) -> ExecutionPlan:
     """``experiment`` compiled as ``plan`` was; `PlanError` when the hashes differ."""
-    for verbose in (True, False):
-        again = compile_experiment(experiment, verbose=verbose, **_options(plan))
-        if again.hash == plan.hash:
-            return again
+    again = compile_experiment(experiment, **_options(plan))
+    if again.hash == plan.hash:
+        return again
     name = getattr(experiment, "name", "?")
     raise PlanError(f"the plan (hash {plan.hash[:12]}) does not match experiment {name!r}: "
                     "compiling the experiment with the plan's device, rank and logdir gives a "
@@ -64,14 +64,4 @@ def _matching(plan: ExecutionPlan, experiment: Experiment) -> ExecutionPlan:
 
 
 def _recompile(plan: ExecutionPlan, experiment: Experiment, **changes: Any) -> ExecutionPlan:
-    options = {**_options(plan), **changes}
-    return compile_experiment(experiment, verbose=_verbose(plan, experiment), **options)
-
-
-def _verbose(plan: ExecutionPlan, experiment: Experiment) -> bool:
-    """Whether ``plan`` was compiled with ``verbose`` (the plan does not record it)."""
-    for verbose in (True, False):
-        if compile_experiment(experiment, verbose=verbose, **_options(plan)).hash == plan.hash:
-            return verbose
-    return any(cb.origin == "default" and cb.kind == "console"
-               for stage in plan.stages for cb in stage.callbacks)
+    return compile_experiment(experiment, **{**_options(plan), **changes})

@@ -22,7 +22,9 @@ def build() -> sg.Experiment:
 def test_json_round_trip() -> None:
     plan = sg.compile(build(), logdir="runs")
     back = sg.ExecutionPlan.model_validate_json(plan.to_json())
+    assert back == plan  # the bound experiment does not count
     assert back.model_dump() == plan.model_dump()
+    assert back.verbose is True
     assert back.hash == plan.hash
     assert back.experiment_object is None
     assert plan.experiment_object is not None

@@ -112,3 +112,23 @@ def test_odd_names_are_accepted() -> None:
     plan = sg.compile(exp)
     assert plan.ok, plan.diagnostics
     assert plan.stages[1].after == ("étape 1",)
+
+
+def test_criterion_function_is_the_loss_itself() -> None:
+    def cross_entropy(outputs: Any, targets: Any) -> Any:
+        return 0
+
+    exp = sg.Experiment("x", model=object(), criterion=cross_entropy)
+    exp.add_stage("train", loaders=dict(LOADERS))
+    assert sg.compile(exp).ok
+    exp = sg.Experiment("x", model=object(), criterion=lambda a, b, c: 0)
+    exp.add_stage("train", loaders=dict(LOADERS))
+    (diag,) = [d for d in sg.compile(exp).diagnostics if d.code == "SF110"]
+    assert "(outputs, targets)" in diag.hint
+
+
+def test_device_defaults_to_the_experiments() -> None:
+    exp = sg.Experiment("x", model=object(), criterion=object(), device="cpu")
+    exp.add_stage("train", loaders=dict(LOADERS))
+    assert sg.compile(exp).device == "cpu"
+    assert sg.compile(exp, device="cuda:0").device == "cuda:0"
