@@ -1,0 +1,142 @@
+"""Plan diff: what changed between two plans, as located, readable changes.
+
+Resuming checks that the plan being run is the plan a checkpoint was written by; when the hashes
+differ this says how (a stage added, a callback removed, ``num_epochs`` 5 -> 8). Both plans are
+taken in their JSON form (``plan.model_dump(mode="json")``, or the JSON text a checkpoint keeps),
+so a plan saved by an older run compares as well as a live one.
+
+What cannot change a run's result is left out: the ``logdir`` path (a run folder may be moved),
+``verbose`` and the console logger it adds, diagnostics and the hash.
+
+>>> old = {"seed": 1, "stages": [{"name": "train", "num_epochs": 2}]}
+>>> new = {"seed": 1, "stages": [{"name": "train", "num_epochs": 3}]}
+>>> [str(change) for change in plan_changes(old, new)]
+["stage 'train' > param 'num_epochs': changed from 2 to 3"]
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from stagegraph.compiler.diagnostics import Location
+
+#: Plan fields that never change what a run computes.
+IGNORED = frozenset({"hash", "diagnostics", "logdir", "verbose", "stages", "stage_edges"})
+#: Stage fields compared as a whole elsewhere, or derived from what is compared.
+STAGE_DERIVED = frozenset({"name", "index", "callbacks", "loaders", "dispatch", "edges",
+                           "inversions", "migrations"})
+#: Callbacks that only print: present or not with ``verbose``.
+QUIET_KINDS = frozenset({"console"})
+
+
+@dataclass(frozen=True)
+class Change:
+    """One difference: where it is and what it is."""
+
+    location: Location
+    text: str
+
+    def __str__(self) -> str:
+        return f"{self.location}: {self.text}"
+
+
+def plan_changes(saved: Mapping[str, Any], current: Mapping[str, Any]) -> list[Change]:
+    """Every difference from ``saved`` to ``current`` that can change what a run computes."""
+    changes = _fields(saved, current, IGNORED, Location())
+    old_edges = {(e["source"], e["target"]) for e in saved.get("stage_edges", ())}
+    new_edges = {(e["source"], e["target"]) for e in current.get("stage_edges", ())}
+    for source, target in sorted(new_edges - old_edges):
+        changes.append(Change(Location(), f"stage edge {source} -> {target} added"))
+    for source, target in sorted(old_edges - new_edges):
+        changes.append(Change(Location(), f"stage edge {source} -> {target} removed"))
+    return changes + _stages(saved.get("stages", ()), current.get("stages", ()))
+
+
+def _stages(saved: Sequence[Mapping[str, Any]], current: Sequence[Mapping[str, Any]]
+            ) -> list[Change]:
+    old = {s["name"]: s for s in saved}
+    new = {s["name"]: s for s in current}
+    changes = [Change(Location(stage=n), "stage added") for n in new if n not in old]
+    changes += [Change(Location(stage=n), "stage removed") for n in old if n not in new]
+    common_old = [n for n in old if n in new]
+    common_new = [n for n in new if n in old]
+    if common_old != common_new:
+        changes.append(Change(Location(), f"stage order changed from {_names(common_old)} to "
+                                          f"{_names(common_new)}"))
+    for name in common_new:
+        changes += _stage(old[name], new[name])
+    return changes
+
+
+def _stage(saved: Mapping[str, Any], current: Mapping[str, Any]) -> list[Change]:
+    where = Location(stage=saved["name"])
+    changes = _fields(saved, current, STAGE_DERIVED, where)
+    old_loaders = [loader["name"] for loader in saved.get("loaders", ())]
+    new_loaders = [loader["name"] for loader in current.get("loaders", ())]
+    if old_loaders != new_loaders:
+        changes.append(Change(Location(stage=where.stage, param="loaders"),
+                              f"changed from {_names(old_loaders)} to {_names(new_loaders)}"))
+    changes += _callbacks(where.stage or "", _audible(saved), _audible(current))
+    if not changes and _derived(saved) != _derived(current):
+        changes.append(Change(where, "callback ordering edges or dispatch tables changed"))
+    return changes
+
+
+def _callbacks(stage: str, saved: list[Mapping[str, Any]], current: list[Mapping[str, Any]]
+               ) -> list[Change]:
+    old = {cb["name"]: cb for cb in saved}
+    new = {cb["name"]: cb for cb in current}
+    changes = [Change(Location(stage=stage, callback=n), f"callback added ({new[n]['type']})")
+               for n in new if n not in old]
+    changes += [Change(Location(stage=stage, callback=n), f"callback removed ({old[n]['type']})")
+                for n in old if n not in new]
+    for name in (n for n in new if n in old):
+        changes += _fields(old[name], new[name], {"name"}, Location(stage=stage, callback=name))
+    common_old = [n for n in old if n in new]
+    common_new = [n for n in new if n in old]
+    if common_old != common_new:
+        changes.append(Change(Location(stage=stage), f"callback order changed from "
+                                                     f"{_names(common_old)} to "
+                                                     f"{_names(common_new)}"))
+    return changes
+
+
+def _fields(saved: Mapping[str, Any], current: Mapping[str, Any], skip: frozenset[str] | set[str],
+            where: Location) -> list[Change]:
+    changes = []
+    for key in dict.fromkeys([*saved, *current]):
+        if key in skip or saved.get(key) == current.get(key):
+            continue
+        location = Location(**{**where.model_dump(exclude_none=True), "param": key})
+        changes.append(Change(location, f"changed from {_short(saved.get(key))} to "
+                                        f"{_short(current.get(key))}"))
+    return changes
+
+
+def _audible(stage: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    return [cb for cb in stage.get("callbacks", ()) if not _quiet(cb)]
+
+
+def _quiet(callback: Mapping[str, Any]) -> bool:
+    return callback.get("origin") == "default" and callback.get("kind") in QUIET_KINDS
+
+
+def _derived(stage: Mapping[str, Any]) -> Any:
+    """Dispatch tables and edges without the quiet callbacks."""
+    quiet = {cb["name"] for cb in stage.get("callbacks", ()) if _quiet(cb)}
+    dispatch = {event: [n for n in names if n not in quiet]
+                for event, names in stage.get("dispatch", {}).items()}
+    edges = [e for key in ("edges", "inversions") for e in stage.get(key, ())
+             if e["source"] not in quiet and e["target"] not in quiet]
+    return {k: v for k, v in dispatch.items() if v}, edges, stage.get("migrations")
+
+
+def _names(names: Sequence[str]) -> str:
+    return "[" + ", ".join(repr(n) for n in names) + "]"
+
+
+def _short(value: Any, limit: int = 60) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
