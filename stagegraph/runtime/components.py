@@ -72,6 +72,19 @@ class ComponentBuilder:
             raise BindingError(f"stage {stage.name!r}: the batch handler is not callable")
         return handler
 
+    def shared_model(self, build: bool = False) -> Any:
+        """The experiment-level model, or ``None`` when it is not built yet (``build``: build it).
+
+        Resuming needs it when the resumed stage trains a model of its own.
+        """
+        if self._shared_model is _NOT_BUILT:
+            value = self.experiment.components.get("model")
+            if not build or value is None:
+                return None
+            built = _call(value, (), "experiment > model") if _is_factory(value, "model") else value
+            self._shared_model = self._place(built)
+        return self._shared_model
+
     def _model(self, stage: StageDef) -> Any:
         if stage.components.get("model") is not None:
             return self._place(self._build(stage, "model"))

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import contextlib
+import sys
+import warnings
+from collections.abc import Iterable, Iterator
+from typing import Any
 
 from stagegraph.compiler.diagnostics import Diagnostic
 
@@ -44,3 +48,53 @@ class RunError(StagegraphRuntimeError):
     def __init__(self, message: str, where: dict[str, object] | None = None) -> None:
         super().__init__(message)
         self.where = dict(where or {})
+
+
+class ResumeError(PlanError):
+    """A run cannot resume: no usable checkpoint, or the plan changed since it was written.
+
+    ``diagnostics`` hold the reasons (``SF6xx`` codes, see docs/diagnostics.md).
+    """
+
+
+class BatchError(StagegraphRuntimeError):
+    """A loader yielded a batch the runtime cannot measure or move."""
+
+
+class NonFiniteLossError(StagegraphRuntimeError):
+    """A loss was NaN or infinite and the optimizer callback was told to stop on it."""
+
+
+class StagegraphWarning(UserWarning):
+    """Base of the warnings the runtime gives; ``diagnostic`` is set when it has a code."""
+
+    def __init__(self, message: str, diagnostic: Diagnostic | None = None) -> None:
+        super().__init__(message)
+        self.diagnostic = diagnostic
+
+
+class ResumeWarning(StagegraphWarning):
+    """Resuming goes ahead, but something was skipped or ignored (a corrupt file, a change)."""
+
+
+@contextlib.contextmanager
+def plain_warnings() -> Iterator[None]:
+    """Show stagegraph's warnings as ``warning: ...`` lines on stderr, as the CLI does.
+
+    They say where they come from themselves; Python's default format would add the source line
+    of the ``warnings.warn`` call inside stagegraph. Other warnings keep the default format.
+    """
+    shown = warnings.showwarning
+
+    def show(message: Any, category: type[Warning], *args: Any, **kwargs: Any) -> None:
+        if issubclass(category, StagegraphWarning):
+            text = str(message)
+            print(text if text.startswith("warning[") else f"warning: {text}", file=sys.stderr)
+        else:
+            shown(message, category, *args, **kwargs)
+
+    warnings.showwarning = show
+    try:
+        yield
+    finally:
+        warnings.showwarning = shown

@@ -23,8 +23,10 @@ from stagegraph.runtime.binding import Hook, StageBinding, bind
 from stagegraph.runtime.components import ComponentBuilder
 from stagegraph.runtime.device import batch_mover, batch_size, resolve_device
 from stagegraph.runtime.errors import RunError
+from stagegraph.runtime.faults import explain
 from stagegraph.runtime.precision import make_scaler, precision_step
 from stagegraph.runtime.resolve import runnable_plan
+from stagegraph.runtime.resume import open_session
 from stagegraph.runtime.seeding import set_global_seed
 from stagegraph.runtime.state import RunnerState
 
@@ -42,6 +44,9 @@ class Runner(RunnerState):
     ``logdir`` and ``device`` override the plan's (the plan is compiled again for a new logdir,
     since defaults depend on it); ``check=True`` makes every stage a check run (2 batches per
     loader, at most 2 epochs); ``experiment`` is required for a plan read from JSON.
+    ``resume=True`` continues from the latest complete checkpoint in the logdir (or from the
+    checkpoint or logdir ``resume`` names), refusing a plan that changed since unless
+    ``allow_plan_change=True``; see docs/checkpoints.md.
     """
 
     def __init__(
@@ -52,6 +57,8 @@ class Runner(RunnerState):
         device: str | torch.device | None = None,
         check: bool = False,
         experiment: Experiment | None = None,
+        resume: bool | str | Path = False,
+        allow_plan_change: bool = False,
     ) -> None:
         plan = runnable_plan(plan, experiment=experiment, logdir=logdir, device=device)
         logdir_path = Path(plan.logdir) if plan.logdir is not None else None
@@ -67,6 +74,8 @@ class Runner(RunnerState):
         self._on_batch_end: tuple[Hook, ...] = ()
         self._depth = _EXPERIMENT
         self._failed: tuple[str, str] | None = None  # (callback, event) an exception came from
+        self._resume = open_session(self, self._builder, resume,
+                                    allow_plan_change=allow_plan_change)
 
     # --- the loop, one method per level -------------------------------------------------------
     def run(self) -> Runner:
@@ -74,6 +83,7 @@ class Runner(RunnerState):
         self._bindings = bind(self.plan, self.experiment)
         if self.logdir is not None and self.is_distributed_master:
             self.logdir.mkdir(parents=True, exist_ok=True)
+        self._resume.prepare(self._bindings)
         self.exception, self._failed, self.need_exception_reraise = None, None, True
         try:
             self.run_experiment()
@@ -86,7 +96,7 @@ class Runner(RunnerState):
         self._depth = _EXPERIMENT
         self._enter_stage(self._bindings[0])
         self._fire("on_experiment_start", self._table("on_experiment_start"))
-        for binding in self._bindings:
+        for binding in self._bindings[self._resume.first_stage:]:
             self.run_stage(binding)
         self._depth = _EXPERIMENT
         self._fire("on_experiment_end", self._table("on_experiment_end"))
@@ -94,9 +104,11 @@ class Runner(RunnerState):
     def run_stage(self, binding: StageBinding) -> None:
         self._enter_stage(binding)
         self._build_stage()
+        self._resume.enter_stage(self)
         self._fire("on_stage_start", self._table("on_stage_start"))
-        for _ in range(self.num_epochs):
+        for _ in range(self._resume.stage_started(self)):
             self.run_epoch()
+            self._resume.epoch_end(self)  # the resume checkpoint: after every epoch-end callback
             if self.need_early_stop:
                 self.need_early_stop = False
                 break
@@ -224,7 +236,8 @@ class Runner(RunnerState):
             return
         if isinstance(err, KeyboardInterrupt):
             raise err
-        raise RunError(f"run failed at {_place(where)}: {_describe(err)}", where) from err
+        described = explain(err, self, where) or _describe(err)
+        raise RunError(f"run failed at {_place(where)}: {described}", where) from err
 
     def _where(self) -> dict[str, object]:
         where: dict[str, object] = {}
@@ -239,6 +252,16 @@ class Runner(RunnerState):
         if self._failed is not None:
             where["callback"], where["event"] = self._failed
         return where
+
+    @property
+    def resumed_from(self) -> Path | None:
+        """The checkpoint this run resumes from; ``None`` for a run from the start."""
+        return self._resume.resumed_from
+
+    @property
+    def resume_position(self) -> str:
+        """Where the resumed run continues (``stage 'train' after epoch 2, ...``), or ``''``."""
+        return self._resume.describe()
 
     def __repr__(self) -> str:
         return (f"Runner(experiment={self.plan.experiment!r}, device={str(self.device)!r}, "

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import warnings
 from pathlib import Path
 from typing import Any, ClassVar
@@ -105,7 +106,7 @@ class CheckpointCallback(Callback):
         if runner.is_best_valid:
             self._write(f"{stage}.best.pth", data)
         score = runner.valid_metrics.get(runner.main_metric)
-        if self.save_n_best and score is not None:
+        if self.save_n_best and score is not None and math.isfinite(float(score)):
             self._keep_if_top(float(score), runner, data)
 
     def on_stage_end(self, runner: Any) -> None:

@@ -98,6 +98,7 @@ class ConsoleLogger(Callback):
         self._next = 0.0
         self._loader_t0 = 0.0
         self._epoch_t0: float | None = None
+        self._stages: dict[str, dict[str, Any]] = {}  # the runner's best table, for checkpoints
 
     @property
     def _out(self) -> TextIO:
@@ -111,6 +112,10 @@ class ConsoleLogger(Callback):
             f"main metric {runner.main_metric} "
             f"({'min' if runner.minimize_metric else 'max'})")
         self._print(f"stage {runner.stage_name!r}: {runner.num_epochs} epoch(s), {kind}")
+        history = self._history(runner)
+        for stage, best in self._stages.items():  # restored from a checkpoint: stages before
+            history.setdefault(stage, best)
+        self._stages = history
 
     def on_loader_start(self, runner: Any) -> None:
         now = time.perf_counter()
@@ -185,6 +190,13 @@ class ConsoleLogger(Callback):
 
     def on_exception(self, runner: Any) -> None:
         self._close_bar()
+
+    def state_dict(self) -> dict[str, Any]:
+        """The best metrics of the stages done so far, so a resumed run prints the whole table."""
+        return {"stages": {stage: dict(best) for stage, best in self._stages.items()}}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self._stages = {str(k): dict(v) for k, v in (state.get("stages") or {}).items()}
 
     def _close_bar(self) -> None:
         if self._bar is not None:

@@ -22,7 +22,10 @@ class CSVLogger(Callback):
     in sorted order (``train_loss``, ``valid_accuracy``, ``lr``...). Each row is flushed and
     fsync-ed at epoch end, so a crash loses nothing already logged. When a later epoch brings a
     metric the header lacks, the file is rewritten (atomically) with the wider header; missing
-    values are empty cells. The file of a stage is started afresh each time the stage runs.
+    values are empty cells. The file of a stage is started afresh each time the stage runs —
+    except when resuming: the rows are part of the checkpoint (:meth:`state_dict`), and the
+    resumed stage rewrites the file with them, so rows of epochs the resumed run repeats are not
+    logged twice and none are lost.
     """
 
     order: ClassVar[int] = CallbackOrder.Logging
@@ -37,6 +40,7 @@ class CSVLogger(Callback):
         self.columns: list[str] = []
         self.rows: list[dict[str, Any]] = []
         self._handle: TextIO | None = None
+        self._restored = False
 
     def on_stage_start(self, runner: Any) -> None:
         if runner.logdir is None:
@@ -44,8 +48,12 @@ class CSVLogger(Callback):
                              "or drop the callback")
         self.path = Path(runner.logdir) / self.folder / f"{runner.stage_name}.csv"
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.columns, self.rows = list(FIXED_COLUMNS), []
         self._close()
+        if self._restored and self.rows:
+            self._restored = False
+            self._rewrite()
+            return
+        self.columns, self.rows, self._restored = list(FIXED_COLUMNS), [], False
         self._handle = open(self.path, "w", newline="", encoding="utf-8")  # noqa: SIM115
 
     def on_epoch_end(self, runner: Any) -> None:
@@ -62,6 +70,15 @@ class CSVLogger(Callback):
 
     def on_stage_end(self, runner: Any) -> None:
         self._close()
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"columns": list(self.columns), "rows": [dict(row) for row in self.rows]}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore the rows logged so far; the next ``on_stage_start`` writes them back."""
+        self.columns = [str(c) for c in state.get("columns", FIXED_COLUMNS)]
+        self.rows = [dict(row) for row in state.get("rows", [])]
+        self._restored = True
 
     def _append(self, row: dict[str, Any]) -> None:
         assert self._handle is not None, "on_stage_start opens the file"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any, ClassVar
 
 from stagegraph.graph.callback import Callback
@@ -29,9 +30,16 @@ def valid_metrics_of(epoch_metrics: dict[str, Any], valid_loader: str,
 def is_better(score: float, best: float | None, minimize: bool, min_delta: float = 0.0) -> bool:
     """Whether ``score`` improves on ``best`` by more than ``min_delta`` (``None``: no best yet).
 
+    A NaN or infinite score is never better, not even than no best at all, so a diverged epoch
+    can never become the best one (nor its checkpoint the best checkpoint).
+
     >>> is_better(0.5, 0.6, minimize=True), is_better(0.5, 0.6, minimize=False)
     (True, False)
+    >>> is_better(float("nan"), None, minimize=True)
+    False
     """
+    if not math.isfinite(score):
+        return False
     if best is None:
         return True
     return score < best - min_delta if minimize else score > best + min_delta

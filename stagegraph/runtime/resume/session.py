@@ -1,0 +1,254 @@
+"""The runner's resume hooks: write a checkpoint after each epoch, continue from one.
+
+`open_session` runs when the runner is built, before any work: it finds the checkpoint to resume
+from, skips damaged ones with a warning, and refuses a plan that changed since the checkpoint
+(``SF601``) unless told to allow it. The runner then calls, in this order:
+
+- `ResumeSession.prepare` when the run starts (tidies the checkpoint folder);
+- `ResumeSession.first_stage`: the stages before it are done and are skipped;
+- `ResumeSession.enter_stage` after the stage's components are built (restores them);
+- `ResumeSession.stage_started` after ``on_stage_start`` (restores the random generators) —
+  it returns the number of epochs left;
+- `ResumeSession.epoch_end` after every epoch (writes the checkpoint).
+"""
+
+from __future__ import annotations
+
+import json
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from stagegraph.compiler.diagnostics import Diagnostic, Location, Severity
+from stagegraph.compiler.diff import plan_changes
+from stagegraph.runtime.binding import StageBinding
+from stagegraph.runtime.callbacks.files import unwrap
+from stagegraph.runtime.errors import ResumeError, ResumeWarning
+from stagegraph.runtime.resume.snapshot import restore_components, restore_view, snapshot
+from stagegraph.runtime.resume.store import (
+    INDEX,
+    CheckpointProblem,
+    ResumeStore,
+    Search,
+    load_checkpoint,
+    remove_temporary,
+)
+
+ALLOW_HINT = ("resume with the experiment as it was, or pass --allow-plan-change "
+              "(Runner(..., allow_plan_change=True)) to resume anyway")
+
+
+class ResumeSession:
+    """Checkpoints a run after each epoch and, when resuming, restores one once."""
+
+    def __init__(self, store: ResumeStore | None, builder: Any, check: bool,
+                 search: Search | None = None) -> None:
+        self.store = store  # None: nothing is written (no logdir, or not the master rank)
+        self.builder = builder
+        self.check = check
+        self.search = search if search is not None and search.data is not None else None
+        self.first_stage = 0
+        self._bindings: tuple[StageBinding, ...] = ()
+        self._restore_components = self._restore_view = self.search is not None
+
+    @property
+    def resumed_from(self) -> Path | None:
+        return self.search.path if self.search is not None else None
+
+    @property
+    def data(self) -> dict[str, Any]:
+        assert self.search is not None and self.search.data is not None
+        return self.search.data
+
+    def describe(self) -> str:
+        """``stage 'train', epoch 3 (after epoch 2 of 4, global epoch 4)`` or ``''``."""
+        if self.search is None:
+            return ""
+        resume, counters = self.data["resume"], self.data["counters"]
+        done = " (the stage had finished)" if resume["stage_done"] else ""
+        return (f"stage {resume['stage']!r} after epoch {resume['epoch']}{done}, global epoch "
+                f"{counters['global_epoch']}")
+
+    # --- runner hooks -------------------------------------------------------------------------
+    def prepare(self, bindings: Sequence[StageBinding]) -> None:
+        self._bindings = tuple(bindings)
+        if self.search is not None:
+            stage = self.data["resume"]["stage"]
+            self.first_stage = next(i for i, b in enumerate(bindings) if b.plan.name == stage)
+        if self.store is not None:
+            self._tidy(self.store)
+
+    def enter_stage(self, runner: Any) -> None:
+        if not self._restore_components:
+            return
+        self._restore_components = False
+        restore_components(runner, self.data, shared_model=self._shared_model(runner, True),
+                           carried=self._carried(runner))
+
+    def stage_started(self, runner: Any) -> int:
+        """Epochs left in the stage (all of them unless it is the stage resumed)."""
+        if not self._restore_view:
+            return int(runner.num_epochs) - int(runner.epoch)
+        self._restore_view = False
+        restore_view(runner, self.data)
+        if self.data["resume"]["stage_done"]:
+            return 0
+        return max(int(runner.num_epochs) - int(runner.epoch), 0)
+
+    def epoch_end(self, runner: Any) -> None:
+        if self.store is None:
+            return
+        data = snapshot(runner, shared_model=self._shared_model(runner, False),
+                        carried=self._carried(runner), check=self.check)
+        summary = {"stage": runner.stage_name, "epoch": runner.epoch,
+                   "global_epoch": runner.global_epoch}
+        self.store.write(data, runner.global_epoch, summary)
+
+    # --- helpers ------------------------------------------------------------------------------
+    def _shared_model(self, runner: Any, build: bool) -> Any:
+        shared = self.builder.shared_model(build=build)
+        return None if shared is None or shared is unwrap(runner.model) else shared
+
+    def _carried(self, runner: Any) -> dict[str, Any]:
+        """Experiment-scoped callbacks of earlier stages that skip this one and come back later."""
+        here = next((i for i, b in enumerate(self._bindings) if b.plan.name == runner.stage_name),
+                    0)
+        started = {b.plan.name for b in self._bindings[: here + 1]}
+        present = {id(cb) for cb in (runner.callbacks or {}).values()}
+        carried: dict[str, Any] = {}
+        for binding in self._bindings[here + 1:]:
+            for cb in binding.plan.callbacks:
+                instance = binding.callbacks[cb.name]
+                if (cb.origin == "migrated" and cb.declared_in in started
+                        and id(instance) not in present):
+                    carried.setdefault(f"{cb.declared_in}/{cb.name}", instance)
+        return carried
+
+    def _tidy(self, store: ResumeStore) -> None:
+        for folder in (store.folder.parent, store.folder):
+            remove_temporary(folder)
+        if self.search is None or self.search.path is None:
+            removed = store.clear()
+            if removed:
+                _warn(f"this run starts over: removed {len(removed)} resume checkpoint(s) of an "
+                      f"earlier run from {store.folder} (pass --resume to continue a run)")
+            return
+        if self.search.path.parent.resolve() != store.folder.resolve():
+            store.clear()  # resumed from elsewhere: this folder's own history no longer applies
+            return
+        for skipped in self.search.skipped:
+            if skipped.path.name != INDEX and skipped.path.exists():
+                store.set_aside(skipped.path)
+        store.discard_after(int(self.data["counters"]["global_epoch"]))
+
+
+def open_session(runner: Any, builder: Any, resume: bool | str | Path | None = False, *,
+                 allow_plan_change: bool = False) -> ResumeSession:
+    """The session for ``runner``; `ResumeError` if it was asked to resume and cannot."""
+    store = (ResumeStore.of_logdir(runner.logdir)
+             if runner.logdir is not None and runner.is_distributed_master else None)
+    if resume is False or resume is None:
+        return ResumeSession(store, builder, runner.check)
+    search = _search(resume, runner.logdir)
+    if search.data is None:
+        return ResumeSession(store, builder, runner.check)
+    _check_plan(runner, search, allow_plan_change)
+    return ResumeSession(store, builder, runner.check, search)
+
+
+def _search(resume: bool | str | Path, logdir: Path | None) -> Search:
+    if isinstance(resume, bool):  # True: False never gets here
+        if logdir is None:
+            raise _cannot("resume=True looks for checkpoints in the logdir, and this run has "
+                          "none", "pass logdir= (--logdir DIR), or resume='path/to/checkpoint'")
+        return _latest(ResumeStore.of_logdir(logdir), fresh_if_empty=True)
+    path = Path(resume)
+    if path.is_file():
+        return _exact(path)
+    if not path.is_dir():
+        raise _cannot(f"{str(path)!r} does not exist", "pass the logdir of the run to resume, "
+                      "or one of its checkpoints/resume/epoch-NNNNNN.pth files")
+    for folder in (path / "checkpoints" / "resume", path / "resume", path):
+        if ResumeStore(folder).files():
+            return _latest(ResumeStore(folder), fresh_if_empty=False)
+    raise _cannot(f"{str(path)!r} holds no resume checkpoint (checkpoints/resume/"
+                  "epoch-NNNNNN.pth)", "pass the logdir of a run that finished at least one "
+                  "epoch with a logdir, or start over without --resume")
+
+
+def _latest(store: ResumeStore, fresh_if_empty: bool) -> Search:
+    search = store.latest()
+    if search.data is None and search.candidates == 0 and fresh_if_empty:
+        _warn(f"there is no checkpoint to resume from in {store.folder}: starting from the "
+              "beginning", code="SF604")
+        return search
+    if search.data is None:
+        reasons = "; ".join(f"{s.path.name} {s.reason}" for s in search.skipped)
+        raise _cannot(f"none of the {search.candidates} checkpoint(s) in {store.folder} is "
+                      f"usable: {reasons}", "resume from a copy of the run you trust, or start "
+                      "over without --resume")
+    for skipped in search.skipped:
+        if skipped.path.name == INDEX:
+            _warn(skipped.reason, code="SF602")
+        else:
+            _warn(f"skipped checkpoint {skipped.path}: it {skipped.reason}; falling back to the "
+                  "one before it", code="SF602")
+    return search
+
+
+def _exact(path: Path) -> Search:
+    try:
+        entry = ResumeStore(path.parent).index().get(path.name)
+    except CheckpointProblem:
+        entry = None
+    try:
+        data = load_checkpoint(path, entry)
+    except CheckpointProblem as err:
+        raise _cannot(f"checkpoint {str(path)!r} {err}", "pass an intact checkpoints/resume/"
+                      "epoch-NNNNNN.pth file, or the run's logdir to use its latest intact one"
+                      ) from err
+    return Search(path=path, data=data, candidates=1)
+
+
+def _check_plan(runner: Any, search: Search, allow: bool) -> None:
+    """Refuse (or, when allowed, name) every change since the checkpoint; the stage must exist."""
+    assert search.data is not None
+    resume = search.data["resume"]
+    changes = []
+    if search.data.get("plan_hash") != runner.plan.hash:
+        saved = json.loads(resume["plan"])
+        changes = [(c.location, c.text) for c in
+                   plan_changes(saved, runner.plan.model_dump(mode="json"))]
+    if bool(resume.get("check")) != bool(runner.check):
+        changes.append((Location(param="check"), f"check run was {bool(resume.get('check'))}, "
+                                                 f"is {bool(runner.check)}"))
+    if changes and not allow:
+        raise ResumeError(f"the plan changed since checkpoint {search.path} was written "
+                          f"({len(changes)} change(s)); not resuming:",
+                          [_diagnostic("SF601", Severity.error, where, text, ALLOW_HINT)
+                           for where, text in changes])
+    for where, text in changes:
+        _warn(f"{text} (ignored: resuming anyway)", code="SF601", location=where)
+    if resume["stage"] not in {s.name for s in runner.plan.stages}:
+        raise _cannot(f"checkpoint {search.path} was written in stage {resume['stage']!r}, "
+                      "which the plan no longer has", "restore the stage, or start over "
+                      "without --resume")
+
+
+def _diagnostic(code: str, severity: Severity, location: Location, message: str,
+                hint: str = "") -> Diagnostic:
+    return Diagnostic(code=code, severity=severity, location=location, message=message,
+                      hint=hint)
+
+
+def _cannot(message: str, hint: str) -> ResumeError:
+    return ResumeError("cannot resume:", [_diagnostic("SF603", Severity.error, Location(),
+                                                      message, hint)])
+
+
+def _warn(message: str, code: str | None = None, location: Location | None = None) -> None:
+    diagnostic = (None if code is None else
+                  _diagnostic(code, Severity.warning, location or Location(), message))
+    warnings.warn(ResumeWarning(str(diagnostic) if diagnostic else message, diagnostic),
+                  stacklevel=3)

@@ -1,0 +1,99 @@
+"""What a resume checkpoint holds, and how it goes back into a runner.
+
+A snapshot is taken after every loader and every ``on_epoch_end`` callback of an epoch has run:
+the checkpoint callback's data (model, optimizer, scheduler, GradScaler, counters, metrics, the
+state of every callback of the stage by name) plus what only resuming needs — where the run was
+(stage, epoch, whether the stage asked to stop early), the plan it ran, the random generators,
+the loaders' private generators, the experiment-level model when the stage trains a model of its
+own, and the state of experiment-scoped callbacks that sit this stage out but come back later.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from stagegraph.compiler.diagnostics import Diagnostic, Location, Severity
+from stagegraph.runtime import rng
+from stagegraph.runtime.callbacks.checkpoint import checkpoint_data
+from stagegraph.runtime.callbacks.files import load_state_into, plain, state_of, unwrap
+from stagegraph.runtime.errors import ResumeError
+from stagegraph.runtime.resume.store import RESUME_FORMAT
+
+
+def snapshot(runner: Any, *, shared_model: Any, carried: Mapping[str, Any],
+             check: bool) -> dict[str, Any]:
+    """The resume checkpoint of ``runner`` at the end of an epoch."""
+    data = checkpoint_data(runner)
+    data["format"] = RESUME_FORMAT
+    own_model = shared_model is not None and shared_model is not unwrap(runner.model)
+    data["resume"] = plain({
+        "stage": runner.stage_name,
+        "epoch": runner.epoch,
+        "stage_done": bool(runner.need_early_stop),
+        "is_best_valid": bool(runner.is_best_valid),
+        "check": check,
+        "plan": runner.plan.to_json(indent=None),
+        "rng": rng.capture(),
+        "loaders": rng.capture_loaders(runner.loaders or {}),
+        "shared_model": state_of(shared_model) if own_model else None,
+        "carried": {key: callback.state_dict() for key, callback in carried.items()},
+    }, "resume checkpoint")
+    return data
+
+
+def restore_components(runner: Any, data: Mapping[str, Any], *, shared_model: Any,
+                       carried: Mapping[str, Any]) -> None:
+    """Model, optimizer, scheduler, scaler, loaders, counters and callbacks, before stage start.
+
+    Raises `ResumeError` (``SF605``) naming what does not fit.
+    """
+    stage = runner.stage_name
+    resume = data["resume"]
+    for what in ("model", "optimizer", "scheduler", "scaler"):
+        _load(stage, what, lambda what=what: load_state_into(getattr(runner, what), data[what]))
+    if resume.get("shared_model") is not None and shared_model is not None:
+        _load(stage, "experiment model",
+              lambda: load_state_into(shared_model, resume["shared_model"]))
+    rng.restore_loaders(runner.loaders or {}, resume.get("loaders") or {})
+    counters = data["counters"]
+    runner.epoch = int(counters["epoch"])
+    runner.global_epoch = int(counters["global_epoch"])
+    runner.global_batch_step = int(counters["global_batch_step"])
+    runner.global_sample_step = int(counters["global_sample_step"])
+    saved = data.get("callbacks") or {}
+    for name, callback in (runner.callbacks or {}).items():
+        if name in saved:
+            _load(stage, f"callback {name!r}", lambda c=callback, s=saved[name]:
+                  c.load_state_dict(s), callback=name)
+    for key, callback in carried.items():
+        state = (resume.get("carried") or {}).get(key)
+        if state is not None:
+            _load(stage, f"callback {key!r}", lambda c=callback, s=state: c.load_state_dict(s))
+
+
+def restore_view(runner: Any, data: Mapping[str, Any]) -> None:
+    """After ``on_stage_start``: the random generators and what the last epoch left to see."""
+    resume = data["resume"]
+    rng.restore(resume["rng"])
+    runner.epoch_metrics = dict(data.get("epoch_metrics") or {})
+    runner.valid_metrics = dict(data.get("valid_metrics") or {})
+    runner.best_valid_metrics = dict(data.get("best_valid_metrics") or {})
+    runner.is_best_valid = bool(resume.get("is_best_valid", False))
+
+
+def _load(stage: str, what: str, load: Any, callback: str | None = None) -> None:
+    try:
+        load()
+    except Exception as err:
+        text = str(err).strip().splitlines()
+        reason = f"{type(err).__name__}: {text[0] if text else ''}"
+        diagnostic = Diagnostic(
+            code="SF605", severity=Severity.error,
+            location=Location(stage=stage, callback=callback),
+            message=f"the checkpoint's {what} state does not fit this run's {what} ({reason})",
+            hint=f"the {what} changed since the checkpoint was written (a factory or class that "
+                 "the plan does not record); resume with the code the checkpoint was written "
+                 "by, or start over without --resume")
+        raise ResumeError(f"cannot restore the {what} of stage {stage!r}:",
+                          [diagnostic]) from err

@@ -1,0 +1,203 @@
+"""The resume checkpoint folder: atomic files, an index with checksums, the latest complete one.
+
+Layout, in ``logdir/checkpoints/resume/``::
+
+    epoch-000003.pth    the state after global epoch 3 (the previous one, kept as a fallback)
+    epoch-000004.pth    the state after global epoch 4 (the latest)
+    latest.json         the index: newest first, each file's size and sha256
+
+A file exists under its final name only once it is complete: it is written to a temporary file
+in the same folder, flushed, fsync-ed and renamed (:func:`atomic_write`); the index is rewritten
+the same way after it. Finding the latest checkpoint trusts the files, not the index: a kill
+between the two leaves a complete file the index does not list yet, which is used without a
+checksum. A file whose size or checksum disagrees with the index, or that does not load, is
+skipped in favour of the one before it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from stagegraph.runtime.callbacks.files import atomic_write, torch_bytes
+
+RESUME_FORMAT = "stagegraph.resume/1"
+INDEX_FORMAT = "stagegraph.resume-index/1"
+INDEX = "latest.json"
+FOLDER = ("checkpoints", "resume")
+#: Checkpoints kept: the latest and the one before it, the fallback if the latest is damaged.
+KEEP = 2
+_NAME = re.compile(r"^epoch-(\d+)\.pth$")
+
+
+def file_name(global_epoch: int) -> str:
+    return f"epoch-{global_epoch:06d}.pth"
+
+
+class CheckpointProblem(Exception):
+    """Why one checkpoint file cannot be used."""
+
+
+@dataclass(frozen=True)
+class Skipped:
+    path: Path
+    reason: str
+
+
+@dataclass
+class Search:
+    """The result of looking for the latest complete checkpoint."""
+
+    path: Path | None = None
+    data: dict[str, Any] | None = None
+    skipped: list[Skipped] = field(default_factory=list)
+    candidates: int = 0
+
+
+class ResumeStore:
+    """Writes and finds the resume checkpoints of one folder."""
+
+    def __init__(self, folder: str | Path, keep: int = KEEP) -> None:
+        self.folder = Path(folder)
+        self.keep = keep
+
+    @classmethod
+    def of_logdir(cls, logdir: str | Path) -> ResumeStore:
+        return cls(Path(logdir).joinpath(*FOLDER))
+
+    # --- writing ------------------------------------------------------------------------------
+    def write(self, data: dict[str, Any], global_epoch: int, summary: dict[str, Any]) -> Path:
+        """Save ``data`` as the checkpoint of ``global_epoch``, index it, drop the oldest."""
+        payload = torch_bytes(data)
+        self.folder.mkdir(parents=True, exist_ok=True)
+        path = self.folder / file_name(global_epoch)
+        atomic_write(path, payload)
+        entry = {"file": path.name, "bytes": len(payload),
+                 "sha256": hashlib.sha256(payload).hexdigest(), **summary}
+        kept = {p.name for _, p in self.files()[: self.keep]}
+        entries = [entry, *(e for e in self._entries() if e["file"] != path.name)]
+        self._write_index([e for e in entries if e["file"] in kept])
+        self._prune()
+        return path
+
+    def _write_index(self, entries: list[dict[str, Any]]) -> None:
+        present = [e for e in entries if (self.folder / e["file"]).exists()]
+        text = json.dumps({"format": INDEX_FORMAT, "latest": present[0]["file"] if present
+                           else None, "checkpoints": present}, indent=1)
+        atomic_write(self.folder / INDEX, (text + "\n").encode("utf-8"))
+
+    def _prune(self) -> None:
+        for _, path in self.files()[self.keep:]:
+            path.unlink(missing_ok=True)
+
+    # --- finding ------------------------------------------------------------------------------
+    def files(self) -> list[tuple[int, Path]]:
+        """The checkpoint files present, newest (highest global epoch) first."""
+        if not self.folder.is_dir():
+            return []
+        found = [(int(m.group(1)), p) for p in self.folder.iterdir()
+                 if (m := _NAME.match(p.name)) and p.is_file()]
+        return sorted(found, key=lambda item: item[0], reverse=True)
+
+    def index(self) -> dict[str, dict[str, Any]]:
+        """The index entries by file name; ``{}`` when there is no index. Raises if unreadable."""
+        path = self.folder / INDEX
+        if not path.exists():
+            return {}
+        try:
+            text = json.loads(path.read_text(encoding="utf-8"))
+            return {e["file"]: e for e in text["checkpoints"]}
+        except (OSError, ValueError, KeyError, TypeError) as err:
+            raise CheckpointProblem(f"the index {path} is unreadable ({err})") from err
+
+    def _entries(self) -> list[dict[str, Any]]:
+        try:
+            return list(self.index().values())
+        except CheckpointProblem:  # rewritten from the files that exist
+            return []
+
+    def latest(self) -> Search:
+        """The newest checkpoint that is complete and intact, and the ones skipped on the way."""
+        search = Search()
+        try:
+            index = self.index()
+        except CheckpointProblem as err:
+            search.skipped.append(Skipped(self.folder / INDEX, f"{err}; using the files alone"))
+            index = {}
+        for _, path in self.files():
+            search.candidates += 1
+            try:
+                data = load_checkpoint(path, index.get(path.name))
+            except CheckpointProblem as err:
+                search.skipped.append(Skipped(path, str(err)))
+                continue
+            search.path, search.data = path, data
+            break
+        return search
+
+    # --- housekeeping -------------------------------------------------------------------------
+    def clear(self) -> list[Path]:
+        """Remove every checkpoint and the index (a run that starts over); returns the files."""
+        removed = [path for _, path in self.files()]
+        for path in [*removed, *self.folder.glob("*.corrupt")]:
+            path.unlink(missing_ok=True)
+        (self.folder / INDEX).unlink(missing_ok=True)
+        return removed
+
+    def discard_after(self, global_epoch: int) -> list[Path]:
+        """Remove checkpoints newer than ``global_epoch``: a timeline the resumed run replaces."""
+        newer = [path for number, path in self.files() if number > global_epoch]
+        for path in newer:
+            path.unlink(missing_ok=True)
+        if newer:
+            self._write_index(self._entries())
+        return newer
+
+    def set_aside(self, path: Path) -> Path:
+        """Rename a damaged checkpoint to ``NAME.corrupt`` (kept for a post-mortem, never used)."""
+        target = path.with_name(path.name + ".corrupt")
+        path.replace(target)
+        return target
+
+
+def load_checkpoint(path: Path, entry: dict[str, Any] | None = None) -> dict[str, Any]:
+    """A resume checkpoint's data, checked against its index ``entry`` when there is one."""
+    try:
+        payload = path.read_bytes()
+    except OSError as err:
+        raise CheckpointProblem(f"cannot be read: {err.strerror or err}") from err
+    if entry is not None:
+        if len(payload) != entry.get("bytes"):
+            raise CheckpointProblem(f"is truncated or damaged: {len(payload)} bytes, the index "
+                                    f"says {entry.get('bytes')}")
+        if hashlib.sha256(payload).hexdigest() != entry.get("sha256"):
+            raise CheckpointProblem("is damaged: its sha256 checksum does not match the index")
+    try:
+        data = torch.load(io.BytesIO(payload), map_location="cpu", weights_only=True)
+    except Exception as err:
+        raise CheckpointProblem(f"does not load ({type(err).__name__}: "
+                                f"{str(err).splitlines()[0] if str(err) else ''})") from err
+    if not isinstance(data, dict) or data.get("format") != RESUME_FORMAT:
+        found = data.get("format") if isinstance(data, dict) else type(data).__name__
+        raise CheckpointProblem(f"is not a resume checkpoint (format {found!r}, expected "
+                                f"{RESUME_FORMAT!r})")
+    if not isinstance(data.get("resume"), dict):
+        raise CheckpointProblem("has no resume section")
+    return data
+
+
+def remove_temporary(folder: Path) -> list[Path]:
+    """Delete what an interrupted :func:`atomic_write` left behind (``.NAME.XXXX.tmp``)."""
+    if not folder.is_dir():
+        return []
+    stale = [p for p in folder.iterdir() if p.name.startswith(".") and p.name.endswith(".tmp")]
+    for path in stale:
+        path.unlink(missing_ok=True)
+    return stale
