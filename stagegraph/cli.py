@@ -90,6 +90,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--check", action="store_true",
                      help="check run: a few batches per loader and epochs per stage")
     run.add_argument("--quiet", action="store_true", help="no console logging")
+    _resume_options(run)
     run.set_defaults(command=cmd_run)
 
     schema = sub.add_parser("schema", help="print the JSON Schema of the plan format")
@@ -113,6 +114,15 @@ def _compile_options() -> argparse.ArgumentParser:
     options.add_argument("--device", help=DEVICE_HELP)
     options.add_argument("--logdir", help="a log directory (adds checkpoint and CSV callbacks)")
     return options
+
+
+def _resume_options(run: argparse.ArgumentParser) -> None:
+    run.add_argument("--resume", nargs="?", const=True, default=False, metavar="PATH",
+                     help="continue from the latest complete checkpoint in the logdir, or from "
+                          "PATH (a logdir or a checkpoints/resume/epoch-NNNNNN.pth file)")
+    run.add_argument("--allow-plan-change", action="store_true",
+                     help="with --resume: resume even if the plan changed since the checkpoint "
+                          "(each change is named)")
 
 
 def _output_path(value: str) -> Path:
@@ -212,22 +222,33 @@ def cmd_schema(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    if args.allow_plan_change and args.resume is False:
+        print("stagegraph run: error: --allow-plan-change only applies with --resume",
+              file=sys.stderr)
+        return 2
     plan = _compile(args, verbose=not args.quiet)
     if not plan.ok:
         for diagnostic in plan.diagnostics:
             print(diagnostic, file=sys.stderr)
         print(f"not running: {summary(plan)}", file=sys.stderr)
         return 1
-    return run_plan(plan, check=args.check, show_traceback=args.traceback)
+    return run_plan(plan, check=args.check, show_traceback=args.traceback, resume=args.resume,
+                    allow_plan_change=args.allow_plan_change)
 
 
-def run_plan(plan: ExecutionPlan, *, check: bool, show_traceback: bool) -> int:
+def run_plan(plan: ExecutionPlan, *, check: bool, show_traceback: bool,
+             resume: bool | str = False, allow_plan_change: bool = False) -> int:
     """Run ``plan``; a failure prints where it happened and its cause, not a traceback."""
     from stagegraph.runtime import Runner  # torch is imported here, and only here
-    from stagegraph.runtime.errors import RunError, StagegraphRuntimeError
+    from stagegraph.runtime.errors import RunError, StagegraphRuntimeError, plain_warnings
 
     try:
-        Runner(plan, check=check).run()
+        with plain_warnings():
+            runner = Runner(plan, check=check, resume=resume, allow_plan_change=allow_plan_change)
+            if runner.resumed_from is not None:
+                print(f"resuming from {runner.resumed_from}: {runner.resume_position}",
+                      file=sys.stderr)
+            runner.run()
     except StagegraphRuntimeError as err:  # PlanError, DeviceError, BindingError, RunError
         if isinstance(err, RunError):
             return _run_failed(err, show_traceback)
