@@ -7,7 +7,7 @@ from typing import Any
 
 import torch
 
-from stagegraph.runtime.errors import DeviceError
+from stagegraph.runtime.errors import BatchError, DeviceError
 
 
 def _mps_available() -> bool:
@@ -100,7 +100,28 @@ def _move_other(value: Any, move: Callable[[Any], Any], leaf: Callable[[Any], An
 
 
 def batch_size(batch: Any) -> int:
-    """Samples in ``batch``: the first value of a dict batch, else the first item of a sequence."""
-    first = next(iter(batch.values())) if isinstance(batch, dict) else batch[0]
-    shape = getattr(first, "shape", None)
-    return int(shape[0]) if shape else len(first)
+    """Samples in ``batch``: the first value of a dict batch, else the first item of a sequence.
+
+    `BatchError` says what a batch should be when it is neither.
+    """
+    try:
+        first = next(iter(batch.values())) if isinstance(batch, dict) else batch[0]
+        shape = getattr(first, "shape", None)
+        return int(shape[0]) if shape else len(first)
+    except (TypeError, IndexError, KeyError, StopIteration, AttributeError) as err:
+        raise BatchError(_batch_problem(batch)) from err
+
+
+def _batch_problem(batch: Any) -> str:
+    kind = type(batch).__name__
+    if isinstance(batch, (dict, list, tuple)) and not batch:
+        what = f"an empty {kind}"
+    elif isinstance(batch, dict):
+        what = f"a dict whose first value is {type(next(iter(batch.values()))).__name__}"
+    elif isinstance(batch, (list, tuple)):
+        what = f"a {kind} whose first item is {type(batch[0]).__name__}"
+    else:
+        what = f"a value of type {kind}"
+    return (f"the loader yielded {what}, which has no batch size; a batch is a dict whose first "
+            "value is a tensor, or a tuple or list whose first item is a tensor (as a "
+            "DataLoader over a TensorDataset yields); make the loader yield one of those")
