@@ -45,8 +45,11 @@ class Change:
 def plan_changes(saved: Mapping[str, Any], current: Mapping[str, Any]) -> list[Change]:
     """Every difference from ``saved`` to ``current`` that can change what a run computes."""
     changes = _fields(saved, current, IGNORED, Location())
-    old_edges = {(e["source"], e["target"]) for e in saved.get("stage_edges", ())}
-    new_edges = {(e["source"], e["target"]) for e in current.get("stage_edges", ())}
+    both = ({s["name"] for s in saved.get("stages", ())}
+            & {s["name"] for s in current.get("stages", ())})
+    old_edges, new_edges = ({(e["source"], e["target"]) for e in plan.get("stage_edges", ())
+                             if e["source"] in both and e["target"] in both}
+                            for plan in (saved, current))  # an added stage brings its edges
     for source, target in sorted(new_edges - old_edges):
         changes.append(Change(Location(), f"stage edge {source} -> {target} added"))
     for source, target in sorted(old_edges - new_edges):

@@ -1,0 +1,301 @@
+"""Resuming in process: every stopping point, plan changes, damaged and missing checkpoints.
+
+A `Stop` raised by a callback stands in for a kill here (the kill itself is tested with real
+processes in test_resume_kill.py): the run fails, and a new runner built from a fresh experiment
+resumes from the logdir.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import warnings
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+from resume_helpers import GLOBAL_EPOCHS, Tracker, assert_same, build, outcome, plan, run
+from torch import nn
+
+import stagegraph as sg
+from stagegraph.runtime import RunError
+from stagegraph.runtime.errors import ResumeError, ResumeWarning
+from stagegraph.runtime.resume import INDEX, RESUME_FORMAT, ResumeStore, load_checkpoint
+
+POINTS = [*(("epoch", g) for g in range(2, GLOBAL_EPOCHS + 1)),
+          ("on_stage_end", "a"), ("on_stage_start", "b"), ("on_stage_end", "b"),
+          ("on_stage_end", "c")]
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    return outcome(run(tmp_path_factory.mktemp("reference")))
+
+
+def resume_dir(tmp_path: Path) -> Path:
+    return tmp_path / "checkpoints" / "resume"
+
+
+def caught(**runner: Any) -> tuple[Any, list[ResumeWarning]]:
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        result = run(**runner)
+    return result, [w.message for w in seen if isinstance(w.message, ResumeWarning)]
+
+
+@pytest.mark.parametrize("point", POINTS, ids=[f"{a}-{b}" for a, b in POINTS])
+def test_stopped_anywhere_and_resumed_equals_the_uninterrupted_run(
+        tmp_path: Path, point: tuple[str, Any], reference: dict[str, Any]) -> None:
+    assert run(tmp_path, point) is None
+    resumed = run(tmp_path, resume=True)
+    assert resumed.resumed_from is not None
+    assert_same(reference, outcome(resumed))
+
+
+def test_resumed_twice_and_from_a_copied_logdir(tmp_path: Path,
+                                                reference: dict[str, Any]) -> None:
+    run(tmp_path / "one", ("epoch", 3))
+    assert run(tmp_path / "one", ("epoch", 5), resume=True) is None
+    shutil.copytree(tmp_path / "one", tmp_path / "moved")  # the plan's logdir path changes
+    assert_same(reference, outcome(run(tmp_path / "moved", resume=True)))
+
+
+def test_where_the_resumed_run_continues(tmp_path: Path) -> None:
+    run(tmp_path, ("on_stage_end", "b"))
+    runner = sg.Runner(plan(build(), tmp_path), resume=True)
+    assert runner.resumed_from == resume_dir(tmp_path) / "epoch-000004.pth"
+    assert runner.resume_position == ("stage 'b' after epoch 2 (the stage had finished), "
+                                      "global epoch 4")
+    log: list[str] = []
+    exp = build(recorder=_Recorder(log))  # a plan change, allowed: it only records
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ResumeWarning)
+        sg.Runner(plan(exp, tmp_path), resume=True, allow_plan_change=True).run()
+    assert log[:4] == ["experiment_start", "stage_start b 2", "stage_end b", "stage_start c 0"]
+
+
+class _Recorder(sg.Callback):
+    scope = sg.CallbackScope.experiment
+
+    def __init__(self, log: list[str]) -> None:
+        super().__init__()
+        self.log = log
+
+    def on_experiment_start(self, runner: Any) -> None:
+        self.log.append("experiment_start")
+
+    def on_stage_start(self, runner: Any) -> None:
+        self.log.append(f"stage_start {runner.stage_name} {runner.epoch}")
+
+    def on_stage_end(self, runner: Any) -> None:
+        self.log.append(f"stage_end {runner.stage_name}")
+
+
+# --- the checkpoint folder --------------------------------------------------------------------
+def test_layout_index_and_the_previous_checkpoint_kept(tmp_path: Path) -> None:
+    run(tmp_path)
+    folder = resume_dir(tmp_path)
+    assert sorted(p.name for p in folder.iterdir()) == [
+        "epoch-000005.pth", "epoch-000006.pth", INDEX]
+    index = json.loads((folder / INDEX).read_text())
+    assert index["latest"] == "epoch-000006.pth"
+    assert [e["file"] for e in index["checkpoints"]] == ["epoch-000006.pth", "epoch-000005.pth"]
+    entry = index["checkpoints"][0]
+    assert entry["bytes"] == (folder / "epoch-000006.pth").stat().st_size
+    assert (entry["stage"], entry["epoch"], entry["global_epoch"]) == ("c", 2, 6)
+    data = torch.load(folder / "epoch-000006.pth", weights_only=True)
+    assert data["format"] == RESUME_FORMAT and data["stage"] == "c"
+    assert set(data["resume"]) == {"stage", "epoch", "stage_done", "is_best_valid", "check",
+                                   "plan", "rng", "loaders", "shared_model", "carried"}
+    assert set(data["resume"]["rng"]) >= {"python", "numpy", "torch"}
+    assert list(data["resume"]["loaders"]) == ["train"]  # the loader with its own generator
+    assert data["callbacks"]["tracker"]["batches"] == 6 * 3  # 6 epochs (b stopped after 2 of 3)
+
+
+def test_a_fresh_run_removes_an_earlier_runs_checkpoints(tmp_path: Path) -> None:
+    run(tmp_path, ("epoch", 4))
+    stale = resume_dir(tmp_path) / ".epoch-000009.pth.abc.tmp"
+    stale.write_bytes(b"half")
+    _, seen = caught(logdir=tmp_path, point=("epoch", 2))
+    assert [str(w) for w in seen] == [
+        f"this run starts over: removed 2 resume checkpoint(s) of an earlier run from "
+        f"{resume_dir(tmp_path)} (pass --resume to continue a run)"]
+    assert not stale.exists()
+    assert [p.name for _, p in ResumeStore(resume_dir(tmp_path)).files()] == ["epoch-000001.pth"]
+
+
+def test_the_exception_checkpoint_is_never_resumed_from(tmp_path: Path) -> None:
+    run(tmp_path, ("epoch", 4))  # fails at the start of b's second epoch
+    assert (tmp_path / "checkpoints" / "b.exception.pth").exists()
+    runner = sg.Runner(plan(build(), tmp_path), resume=True)
+    assert runner.resumed_from == resume_dir(tmp_path) / "epoch-000003.pth"
+
+
+@pytest.mark.parametrize("damage", ["truncate", "flip", "garbage"])
+def test_a_damaged_latest_checkpoint_falls_back_to_the_previous(
+        tmp_path: Path, damage: str, reference: dict[str, Any]) -> None:
+    run(tmp_path, ("epoch", 5))
+    latest = resume_dir(tmp_path) / "epoch-000004.pth"
+    data = bytearray(latest.read_bytes())
+    if damage == "truncate":
+        data = data[: len(data) // 2]
+    elif damage == "flip":
+        data[len(data) // 2] ^= 0xFF
+    else:
+        data = bytearray(b"not a checkpoint at all")
+    latest.write_bytes(bytes(data))
+    resumed, seen = caught(logdir=tmp_path, resume=True)
+    assert resumed.resumed_from == resume_dir(tmp_path) / "epoch-000003.pth"
+    assert len(seen) == 1 and str(seen[0]).startswith(
+        f"warning[SF602] experiment: skipped checkpoint {latest}: it ")
+    assert str(seen[0]).endswith("; falling back to the one before it")
+    assert (latest.parent / "epoch-000004.pth.corrupt").exists()
+    assert_same(reference, outcome(resumed))
+
+
+def test_an_unreadable_index_is_not_needed(tmp_path: Path, reference: dict[str, Any]) -> None:
+    run(tmp_path, ("epoch", 3))
+    (resume_dir(tmp_path) / INDEX).write_text("{not json")
+    resumed, seen = caught(logdir=tmp_path, resume=True)
+    assert "is unreadable" in str(seen[0]) and "using the files alone" in str(seen[0])
+    assert resumed.resumed_from == resume_dir(tmp_path) / "epoch-000002.pth"
+    assert_same(reference, outcome(resumed))
+
+
+def test_when_every_checkpoint_is_damaged_nothing_runs(tmp_path: Path) -> None:
+    run(tmp_path, ("epoch", 4))
+    for _, path in ResumeStore(resume_dir(tmp_path)).files():
+        path.write_bytes(b"")
+    with pytest.raises(ResumeError) as info:
+        sg.Runner(plan(build(), tmp_path), resume=True)
+    (diagnostic,) = info.value.diagnostics
+    assert diagnostic.code == "SF603"
+    assert diagnostic.message.startswith("none of the 2 checkpoint(s) in ")
+    assert "epoch-000003.pth is truncated or damaged: 0 bytes" in diagnostic.message
+
+
+# --- what to resume from ----------------------------------------------------------------------
+def test_nothing_to_resume_from_starts_over_with_a_warning(tmp_path: Path,
+                                                           reference: dict[str, Any]) -> None:
+    resumed, seen = caught(logdir=tmp_path, resume=True)
+    assert [str(w) for w in seen] == [
+        f"warning[SF604] experiment: there is no checkpoint to resume from in "
+        f"{resume_dir(tmp_path)}: starting from the beginning"]
+    assert resumed.resumed_from is None
+    assert_same(reference, outcome(resumed))
+
+
+def test_resume_from_a_named_file_or_another_logdir(tmp_path: Path,
+                                                    reference: dict[str, Any]) -> None:
+    run(tmp_path / "old", ("epoch", 5))
+    older = resume_dir(tmp_path / "old") / "epoch-000003.pth"
+    resumed = run(tmp_path / "old", resume=str(older))
+    assert resumed.resumed_from == older
+    assert_same(reference, outcome(resumed))
+    run(tmp_path / "src", ("epoch", 4))
+    resumed = run(tmp_path / "new", resume=str(tmp_path / "src"))
+    assert resumed.resumed_from == resume_dir(tmp_path / "src") / "epoch-000003.pth"
+    logs = {k: v for k, v in reference["logs"].items() if k != "a.csv"}  # a ran in src only
+    assert_same({**reference, "logs": logs}, outcome(resumed))
+
+
+@pytest.mark.parametrize("case", ["no logdir", "missing", "empty folder", "not a resume file",
+                                  "damaged file"])
+def test_cannot_resume_says_why(tmp_path: Path, case: str) -> None:
+    run(tmp_path / "run", ("epoch", 3))
+    target: Any = True
+    logdir: Path | None = tmp_path / "run"
+    if case == "no logdir":
+        logdir = None
+    elif case == "missing":
+        target = str(tmp_path / "nowhere")
+    elif case == "empty folder":
+        (tmp_path / "empty").mkdir()
+        target = str(tmp_path / "empty")
+    elif case == "not a resume file":
+        target = str(tmp_path / "run" / "checkpoints" / "a.last.pth")
+    else:
+        target = resume_dir(tmp_path / "run") / "epoch-000002.pth"
+        target.write_bytes(target.read_bytes()[:100])
+    exp = build()
+    compiled = sg.compile(exp, device="cpu", verbose=False,
+                          logdir=None if logdir is None else str(logdir))
+    with pytest.raises(ResumeError) as info:
+        sg.Runner(compiled, resume=target)
+    (diagnostic,) = info.value.diagnostics
+    assert diagnostic.code == "SF603" and diagnostic.hint
+    expected = {"no logdir": "resume=True looks for checkpoints in the logdir",
+                "missing": "does not exist", "empty folder": "holds no resume checkpoint",
+                "not a resume file": "is not a resume checkpoint (format "
+                                     "'stagegraph.checkpoint/1'",
+                "damaged file": "is truncated or damaged"}[case]
+    assert expected in diagnostic.message
+
+
+# --- plan changes -----------------------------------------------------------------------------
+def changed(**stage_b: Any) -> sg.Experiment:
+    exp = build()
+    exp.stages[1].params.update(stage_b)
+    return exp
+
+
+def test_a_changed_plan_is_refused_naming_each_change(tmp_path: Path) -> None:
+    run(tmp_path, ("epoch", 4))
+    exp = changed(num_epochs=5)
+    exp.add_stage("d", loaders=exp.stages[0].loaders)
+    with pytest.raises(ResumeError) as info:
+        sg.Runner(plan(exp, tmp_path), resume=True)
+    assert str(info.value).startswith(
+        f"the plan changed since checkpoint {resume_dir(tmp_path) / 'epoch-000003.pth'} was "
+        "written (2 change(s)); not resuming:")
+    assert [str(d).splitlines()[0] for d in info.value.diagnostics] == [
+        "error[SF601] stage 'd': stage added",
+        "error[SF601] stage 'b' > param 'num_epochs': changed from 3 to 5"]
+    assert "--allow-plan-change" in info.value.diagnostics[0].hint
+
+
+def test_an_allowed_plan_change_is_named_and_the_run_continues(tmp_path: Path) -> None:
+    run(tmp_path, ("epoch", 4))
+    exp = changed(num_epochs=5)
+    exp.stages[0].callbacks["late"] = Tracker()  # a callback that did not exist: starts fresh
+    del exp.stages[0].callbacks["noise"]  # its saved state is ignored
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        runner = sg.Runner(plan(exp, tmp_path), resume=True, allow_plan_change=True).run()
+    messages = [str(w.message) for w in seen if isinstance(w.message, ResumeWarning)]
+    assert "warning[SF601] stage 'b' > callback 'late': callback added (resume_helpers.Tracker) "\
+           "(ignored: resuming anyway)" in messages
+    assert "warning[SF601] stage 'b' > callback 'noise': callback removed " \
+           "(resume_helpers.Noise) (ignored: resuming anyway)" in messages
+    assert "warning[SF601] stage 'b' > param 'num_epochs': changed from 3 to 5 (ignored: " \
+           "resuming anyway)" in messages
+    assert runner.global_epoch == 6 and runner.callbacks["late"].batches == 3 + 6  # b2, c1-2
+
+
+def test_quiet_and_check_runs(tmp_path: Path) -> None:
+    run(tmp_path, ("epoch", 3))
+    loud = sg.compile(build(), device="cpu", verbose=True, logdir=str(tmp_path))
+    assert sg.Runner(loud, resume=True).resumed_from is not None  # the console is not a change
+    with pytest.raises(ResumeError, match=r"param 'check': check run was False, is True"):
+        sg.Runner(plan(build(), tmp_path), resume=True, check=True)
+
+
+def test_a_model_that_changed_shape_says_so(tmp_path: Path) -> None:
+    run(tmp_path, ("epoch", 2))
+    exp = build()
+    exp.components["model"] = lambda: nn.Sequential(nn.Linear(4, 16), nn.Linear(16, 2))
+    with pytest.raises(RunError) as info:
+        sg.Runner(plan(exp, tmp_path), resume=True).run()
+    cause = info.value.__cause__
+    assert isinstance(cause, ResumeError)
+    (diagnostic,) = cause.diagnostics
+    assert diagnostic.code == "SF605" and str(diagnostic.location) == "stage 'a'"
+    assert diagnostic.message.startswith("the checkpoint's model state does not fit this run's "
+                                         "model (RuntimeError: Error(s) in loading state_dict")
+
+
+def test_a_checkpoint_loads_with_weights_only(tmp_path: Path) -> None:
+    run(tmp_path, ("epoch", 2))
+    data = load_checkpoint(resume_dir(tmp_path) / "epoch-000001.pth")
+    assert json.loads(data["resume"]["plan"])["experiment"] == "small"
