@@ -139,14 +139,14 @@ def test_a_missing_output_key_names_the_callback_and_the_keys_there_are() -> Non
     text = failure(experiment(undeclared, reader=Reads("output", "probs")))
     assert text == (
         "run failed at stage 'train', epoch 1, loader 'train', batch 1, callback 'reader' "
-        "(on_batch_end): KeyError 'probs': callback 'reader' reads output key 'probs', but the "
+        "(on_batch_end): KeyError: 'probs': callback 'reader' reads output key 'probs', but the "
         "batch handler's output has the keys ['logits']; make the handler write 'probs', or "
         "point the callback at one of those keys")
 
 
 def test_a_missing_batch_key() -> None:
     text = failure(experiment(undeclared, reader=Reads("batch", "mask")))
-    assert "KeyError 'mask': callback 'reader' reads batch key 'mask', but loader 'train' " \
+    assert "KeyError: 'mask': callback 'reader' reads batch key 'mask', but loader 'train' " \
            "yields batches with the keys ['features', 'targets']" in text
     text = failure(experiment(undeclared, reader=Reads("batch", "mask", declare=False)))
     assert "reads key 'mask', which neither the batch handler's output (keys ['logits']) nor " \
@@ -157,7 +157,7 @@ def test_the_handler_reading_a_missing_batch_key() -> None:
     exp = experiment(sg.SupervisedHandler(input_key="x"))
     text = failure(exp)
     assert text.startswith("run failed at stage 'train', epoch 1, loader 'train', batch 1: "
-                           "KeyError 'x': the batch handler reads batch key 'x', but loader "
+                           "KeyError: 'x': the batch handler reads batch key 'x', but loader "
                            "'train' yields batches with the keys ['features', 'targets']")
 
 
