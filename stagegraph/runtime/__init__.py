@@ -10,11 +10,16 @@ from stagegraph.graph.experiment import Experiment
 from stagegraph.runtime.binding import StageBinding, bind
 from stagegraph.runtime.device import resolve_device
 from stagegraph.runtime.errors import (
+    BatchError,
     BindingError,
     DeviceError,
+    NonFiniteLossError,
     PlanError,
+    ResumeError,
+    ResumeWarning,
     RunError,
     StagegraphRuntimeError,
+    StagegraphWarning,
 )
 from stagegraph.runtime.runner import CHECK_RUN_BATCHES, CHECK_RUN_EPOCHS, Runner
 from stagegraph.runtime.seeding import set_global_seed
@@ -29,11 +34,14 @@ def run(
     check: bool = False,
     verbose: bool = True,
     rank: RankKind | str = RankKind.single,
+    resume: bool | str | Path = False,
+    allow_plan_change: bool = False,
 ) -> Runner:
     """Compile ``experiment``, run it and return the runner.
 
     ``device`` defaults to the experiment's own (``Experiment(device=...)``, itself ``auto`` by
-    default). Raises `PlanError` when the plan has errors, before anything runs.
+    default). Raises `PlanError` when the plan has errors, before anything runs. ``resume`` and
+    ``allow_plan_change`` are the runner's (docs/checkpoints.md).
     """
     plan = compile_experiment(
         experiment,
@@ -42,20 +50,25 @@ def run(
         logdir=None if logdir is None else str(logdir),
         verbose=verbose,
     )
-    return Runner(plan, check=check).run()
+    return Runner(plan, check=check, resume=resume, allow_plan_change=allow_plan_change).run()
 
 
 __all__ = [
     "CHECK_RUN_BATCHES",
     "CHECK_RUN_EPOCHS",
+    "BatchError",
     "BindingError",
     "DeviceError",
+    "NonFiniteLossError",
     "PlanError",
+    "ResumeError",
+    "ResumeWarning",
     "RunError",
     "Runner",
     "RunnerState",
     "StageBinding",
     "StagegraphRuntimeError",
+    "StagegraphWarning",
     "bind",
     "resolve_device",
     "run",

@@ -86,8 +86,8 @@ def _load(stage: str, what: str, load: Any, callback: str | None = None) -> None
     try:
         load()
     except Exception as err:
-        text = str(err).strip().splitlines()
-        reason = f"{type(err).__name__}: {text[0] if text else ''}"
+        text = " ".join(line.strip() for line in str(err).splitlines() if line.strip())
+        reason = f"{type(err).__name__}: {text if len(text) <= 300 else text[:297] + '...'}"
         diagnostic = Diagnostic(
             code="SF605", severity=Severity.error,
             location=Location(stage=stage, callback=callback),
