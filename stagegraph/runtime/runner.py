@@ -76,6 +76,9 @@ class Runner(RunnerState):
         self._failed: tuple[str, str] | None = None  # (callback, event) an exception came from
         self._resume = open_session(self, self._builder, resume,
                                     allow_plan_change=allow_plan_change)
+        #: The checkpoint resumed from (``None``: from the start), and where the run continues.
+        self.resumed_from: Path | None = self._resume.resumed_from
+        self.resume_position: str = self._resume.describe()
 
     # --- the loop, one method per level -------------------------------------------------------
     def run(self) -> Runner:
@@ -252,16 +255,6 @@ class Runner(RunnerState):
         if self._failed is not None:
             where["callback"], where["event"] = self._failed
         return where
-
-    @property
-    def resumed_from(self) -> Path | None:
-        """The checkpoint this run resumes from; ``None`` for a run from the start."""
-        return self._resume.resumed_from
-
-    @property
-    def resume_position(self) -> str:
-        """Where the resumed run continues (``stage 'train' after epoch 2, ...``), or ``''``."""
-        return self._resume.describe()
 
     def __repr__(self) -> str:
         return (f"Runner(experiment={self.plan.experiment!r}, device={str(self.device)!r}, "
