@@ -190,8 +190,11 @@ def test_resume_from_a_named_file_or_another_logdir(tmp_path: Path,
                                                     reference: dict[str, Any]) -> None:
     run(tmp_path / "old", ("epoch", 5))
     older = resume_dir(tmp_path / "old") / "epoch-000003.pth"
-    resumed = run(tmp_path / "old", resume=str(older))
+    resumed, seen = caught(logdir=tmp_path / "old", resume=str(older))
     assert resumed.resumed_from == older
+    assert [str(w) for w in seen] == [
+        "removed 1 checkpoint(s) newer than epoch-000003.pth (epoch-000004.pth): the resumed "
+        "run replaces them"]
     assert_same(reference, outcome(resumed))
     run(tmp_path / "src", ("epoch", 4))
     resumed = run(tmp_path / "new", resume=str(tmp_path / "src"))
@@ -299,3 +302,31 @@ def test_a_checkpoint_loads_with_weights_only(tmp_path: Path) -> None:
     run(tmp_path, ("epoch", 2))
     data = load_checkpoint(resume_dir(tmp_path) / "epoch-000001.pth")
     assert json.loads(data["resume"]["plan"])["experiment"] == "small"
+
+
+def test_an_experiment_model_first_built_after_the_resumed_stage(tmp_path: Path) -> None:
+    """Stage 'own' trains a model of its own; the experiment's is built (seeded) in 'shared'."""
+
+    def experiment(point: tuple[str, Any] | None = None) -> sg.Experiment:
+        exp = build(point)
+        exp.stages[0].components["model"] = lambda: nn.Linear(4, 2)
+        make_train = exp.stages[0].loaders["train"]
+
+        def train() -> Any:  # building it draws from the global generator
+            torch.rand(3)
+            return make_train()
+
+        exp.stages[0].loaders["train"] = train
+        return exp
+
+    def final(logdir: Path, point: tuple[str, Any] | None = None, **options: Any) -> Any:
+        try:
+            return sg.Runner(plan(experiment(point), logdir), **options).run()
+        except RunError:
+            return None
+
+    whole = final(tmp_path / "whole")
+    assert final(tmp_path / "cut", ("epoch", 2)) is None
+    resumed = final(tmp_path / "cut", resume=True)
+    assert resumed.resumed_from is not None
+    assert_same(outcome(whole), outcome(resumed))

@@ -83,7 +83,10 @@ class ResumeSession:
         if not self._restore_components:
             return
         self._restore_components = False
-        restore_components(runner, self.data, shared_model=self._shared_model(runner, True),
+        # Built only when saved: otherwise a later stage builds it, seeded as it first was.
+        saved_shared = self.data["resume"].get("shared_model") is not None
+        restore_components(runner, self.data,
+                           shared_model=self._shared_model(runner, saved_shared),
                            carried=self._carried(runner))
 
     def stage_started(self, runner: Any) -> int:
@@ -140,7 +143,10 @@ class ResumeSession:
         for skipped in self.search.skipped:
             if skipped.path.name != INDEX and skipped.path.exists():
                 store.set_aside(skipped.path)
-        store.discard_after(int(self.data["counters"]["global_epoch"]))
+        newer = store.discard_after(int(self.data["counters"]["global_epoch"]))
+        if newer:
+            _warn(f"removed {len(newer)} checkpoint(s) newer than {self.search.path.name} "
+                  f"({', '.join(p.name for p in newer)}): the resumed run replaces them")
 
 
 def open_session(runner: Any, builder: Any, resume: bool | str | Path | None = False, *,
