@@ -330,3 +330,24 @@ def test_an_experiment_model_first_built_after_the_resumed_stage(tmp_path: Path)
     resumed = final(tmp_path / "cut", resume=True)
     assert resumed.resumed_from is not None
     assert_same(outcome(whole), outcome(resumed))
+
+
+class FreshHead(sg.Callback):
+    """Re-initialises the last layer when its stage starts, as a finetuning stage might."""
+
+    def on_stage_start(self, runner: Any) -> None:
+        nn.init.normal_(runner.model[-1].weight)
+
+
+def test_what_on_stage_start_does_to_the_model_is_not_done_twice(tmp_path: Path) -> None:
+    def experiment(point: tuple[str, Any] | None = None) -> sg.Experiment:
+        exp = build(point)
+        exp.stages[2].callbacks = {"fresh_head": FreshHead()}
+        return exp
+
+    whole = sg.Runner(plan(experiment(), tmp_path / "whole")).run()
+    with pytest.raises(RunError):
+        sg.Runner(plan(experiment(("epoch", 6)), tmp_path / "cut")).run()
+    resumed = sg.Runner(plan(experiment(), tmp_path / "cut"), resume=True).run()
+    assert resumed.resume_position.startswith("stage 'c' after epoch 1")
+    assert_same(outcome(whole), outcome(resumed))

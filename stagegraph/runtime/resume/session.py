@@ -6,9 +6,10 @@ from, skips damaged ones with a warning, and refuses a plan that changed since t
 
 - `ResumeSession.prepare` when the run starts (tidies the checkpoint folder);
 - `ResumeSession.first_stage`: the stages before it are done and are skipped;
-- `ResumeSession.enter_stage` after the stage's components are built (restores them);
-- `ResumeSession.stage_started` after ``on_stage_start`` (restores the random generators) —
-  it returns the number of epochs left;
+- `ResumeSession.enter_stage` after the stage's components are built (restores counters and
+  callback state, which ``on_stage_start`` keeps);
+- `ResumeSession.stage_started` after ``on_stage_start`` (restores the components, loaders,
+  random generators and last metrics) — it returns the number of epochs left;
 - `ResumeSession.epoch_end` after every epoch (writes the checkpoint).
 """
 
@@ -25,7 +26,7 @@ from stagegraph.compiler.diff import plan_changes
 from stagegraph.runtime.binding import StageBinding
 from stagegraph.runtime.callbacks.files import unwrap
 from stagegraph.runtime.errors import ResumeError, ResumeWarning
-from stagegraph.runtime.resume.snapshot import restore_components, restore_view, snapshot
+from stagegraph.runtime.resume.snapshot import restore_callbacks, restore_components, snapshot
 from stagegraph.runtime.resume.store import (
     INDEX,
     CheckpointProblem,
@@ -50,7 +51,7 @@ class ResumeSession:
         self.search = search if search is not None and search.data is not None else None
         self.first_stage = 0
         self._bindings: tuple[StageBinding, ...] = ()
-        self._restore_components = self._restore_view = self.search is not None
+        self._restore_callbacks = self._restore_components = self.search is not None
 
     @property
     def resumed_from(self) -> Path | None:
@@ -80,21 +81,20 @@ class ResumeSession:
             self._tidy(self.store)
 
     def enter_stage(self, runner: Any) -> None:
-        if not self._restore_components:
+        if not self._restore_callbacks:
             return
+        self._restore_callbacks = False
+        restore_callbacks(runner, self.data, carried=self._carried(runner))
+
+    def stage_started(self, runner: Any) -> int:
+        """Epochs left in the stage (all of them unless it is the stage resumed)."""
+        if not self._restore_components:
+            return int(runner.num_epochs) - int(runner.epoch)
         self._restore_components = False
         # Built only when saved: otherwise a later stage builds it, seeded as it first was.
         saved_shared = self.data["resume"].get("shared_model") is not None
         restore_components(runner, self.data,
-                           shared_model=self._shared_model(runner, saved_shared),
-                           carried=self._carried(runner))
-
-    def stage_started(self, runner: Any) -> int:
-        """Epochs left in the stage (all of them unless it is the stage resumed)."""
-        if not self._restore_view:
-            return int(runner.num_epochs) - int(runner.epoch)
-        self._restore_view = False
-        restore_view(runner, self.data)
+                           shared_model=self._shared_model(runner, saved_shared))
         if self.data["resume"]["stage_done"]:
             return 0
         return max(int(runner.num_epochs) - int(runner.epoch), 0)

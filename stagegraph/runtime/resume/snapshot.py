@@ -42,21 +42,13 @@ def snapshot(runner: Any, *, shared_model: Any, carried: Mapping[str, Any],
     return data
 
 
-def restore_components(runner: Any, data: Mapping[str, Any], *, shared_model: Any,
-                       carried: Mapping[str, Any]) -> None:
-    """Model, optimizer, scheduler, scaler, loaders, counters and callbacks, before stage start.
+def restore_callbacks(runner: Any, data: Mapping[str, Any], *, carried: Mapping[str, Any]
+                      ) -> None:
+    """Counters and callback state, before ``on_stage_start`` (which keeps restored state).
 
-    Raises `ResumeError` (``SF605``) naming what does not fit.
+    Raises `ResumeError` (``SF605``) naming a callback whose state does not load.
     """
-    stage = runner.stage_name
-    resume = data["resume"]
-    for what in ("model", "optimizer", "scheduler", "scaler"):
-        _load(stage, what, lambda what=what: load_state_into(getattr(runner, what), data[what]))
-    if resume.get("shared_model") is not None and shared_model is not None:
-        _load(stage, "experiment model",
-              lambda: load_state_into(shared_model, resume["shared_model"]))
-    rng.restore_loaders(runner.loaders or {}, resume.get("loaders") or {})
-    counters = data["counters"]
+    stage, resume, counters = runner.stage_name, data["resume"], data["counters"]
     runner.epoch = int(counters["epoch"])
     runner.global_epoch = int(counters["global_epoch"])
     runner.global_batch_step = int(counters["global_batch_step"])
@@ -72,9 +64,20 @@ def restore_components(runner: Any, data: Mapping[str, Any], *, shared_model: An
             _load(stage, f"callback {key!r}", lambda c=callback, s=state: c.load_state_dict(s))
 
 
-def restore_view(runner: Any, data: Mapping[str, Any]) -> None:
-    """After ``on_stage_start``: the random generators and what the last epoch left to see."""
-    resume = data["resume"]
+def restore_components(runner: Any, data: Mapping[str, Any], *, shared_model: Any) -> None:
+    """After ``on_stage_start``: model, optimizer, scheduler, scaler, loaders, generators, metrics.
+
+    After, so that what ``on_stage_start`` does to the components (load pretrained weights,
+    re-initialise a head, add a parameter group) is replaced by the state it led to. Raises
+    `ResumeError` (``SF605``) naming what does not fit.
+    """
+    stage, resume = runner.stage_name, data["resume"]
+    for what in ("model", "optimizer", "scheduler", "scaler"):
+        _load(stage, what, lambda what=what: load_state_into(getattr(runner, what), data[what]))
+    if resume.get("shared_model") is not None and shared_model is not None:
+        _load(stage, "experiment model",
+              lambda: load_state_into(shared_model, resume["shared_model"]))
+    rng.restore_loaders(runner.loaders or {}, resume.get("loaders") or {})
     rng.restore(resume["rng"])
     runner.epoch_metrics = dict(data.get("epoch_metrics") or {})
     runner.valid_metrics = dict(data.get("valid_metrics") or {})
