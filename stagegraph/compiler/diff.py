@@ -6,7 +6,9 @@ taken in their JSON form (``plan.model_dump(mode="json")``, or the JSON text a c
 so a plan saved by an older run compares as well as a live one.
 
 What cannot change a run's result is left out: the ``logdir`` path (a run folder may be moved),
-``verbose`` and the console logger it adds, diagnostics and the hash.
+``verbose`` and the console logger it adds, diagnostics and the hash. Plans for different ranks
+of one distributed run (``rank`` master and worker: only the master writes checkpoints, every
+rank resumes from them) are compared on the callbacks every rank runs (``node`` all).
 
 >>> old = {"seed": 1, "stages": [{"name": "train", "num_epochs": 2}]}
 >>> new = {"seed": 1, "stages": [{"name": "train", "num_epochs": 3}]}
@@ -23,7 +25,8 @@ from typing import Any
 from stagegraph.compiler.diagnostics import Location
 
 #: Plan fields that never change what a run computes.
-IGNORED = frozenset({"hash", "diagnostics", "logdir", "verbose", "stages", "stage_edges"})
+IGNORED = frozenset({"hash", "diagnostics", "logdir", "verbose", "rank", "stages",
+                     "stage_edges"})
 #: Stage fields compared as a whole elsewhere, or derived from what is compared.
 STAGE_DERIVED = frozenset({"name", "index", "callbacks", "loaders", "dispatch", "edges",
                            "inversions", "migrations"})
@@ -54,6 +57,8 @@ def plan_changes(saved: Mapping[str, Any], current: Mapping[str, Any]) -> list[C
         changes.append(Change(Location(), f"stage edge {source} -> {target} added"))
     for source, target in sorted(old_edges - new_edges):
         changes.append(Change(Location(), f"stage edge {source} -> {target} removed"))
+    if saved.get("rank", "single") != current.get("rank", "single"):
+        saved, current = _every_rank(saved), _every_rank(current)
     return changes + _stages(saved.get("stages", ()), current.get("stages", ()))
 
 
@@ -116,6 +121,22 @@ def _fields(saved: Mapping[str, Any], current: Mapping[str, Any], skip: frozense
         changes.append(Change(location, f"changed from {_short(saved.get(key))} to "
                                         f"{_short(current.get(key))}"))
     return changes
+
+
+def _every_rank(plan: Mapping[str, Any]) -> dict[str, Any]:
+    """``plan`` without the callbacks only some ranks run (and their table and edge entries)."""
+    stages = []
+    for stage in plan.get("stages", ()):
+        some = {cb["name"] for cb in stage.get("callbacks", ()) if cb.get("node", "all") != "all"}
+        stages.append({
+            **stage,
+            "callbacks": [cb for cb in stage.get("callbacks", ()) if cb["name"] not in some],
+            "dispatch": {event: [n for n in names if n not in some]
+                         for event, names in stage.get("dispatch", {}).items()},
+            **{key: [e for e in stage.get(key, ()) if e["source"] not in some
+                     and e["target"] not in some] for key in ("edges", "inversions")},
+        })
+    return {**plan, "stages": stages}
 
 
 def _audible(stage: Mapping[str, Any]) -> list[Mapping[str, Any]]:

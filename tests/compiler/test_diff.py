@@ -93,3 +93,18 @@ def test_long_values_are_shortened() -> None:
     (change,) = plan_changes(old, new)
     assert change.text.startswith("changed from ['kkkkkkkkkk', ")
     assert change.text.endswith("... to None") and len(change.text) < 90
+
+
+def test_plans_of_the_ranks_of_one_run_compare_on_what_every_rank_runs() -> None:
+    exp = experiment("a", "b")
+    exp.stages[0].callbacks = {"acc": Metric("accuracy"), "log": Metric("f1", node="master")}
+    master = dump(exp, rank="master", logdir="runs/x")
+    worker = dump(exp, rank="worker", logdir="runs/x")
+    assert master["hash"] != worker["hash"]
+    assert plan_changes(master, worker) == []
+    exp.stages[0].callbacks["acc"] = Metric("accuracy", after=("criterion",))
+    assert [str(c) for c in plan_changes(master, dump(exp, rank="worker", logdir="runs/x"))] == [
+        "stage 'a' > callback 'acc' > param 'after': changed from [] to ['criterion']",
+        "stage 'a': callback order changed from ['acc', 'criterion', 'metric_aggregation', "
+        "'optimizer', 'validation'] to ['criterion', 'acc', 'metric_aggregation', 'optimizer', "
+        "'validation']"]
