@@ -17,6 +17,7 @@ import itertools
 import os
 import random
 import sys
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -90,7 +91,9 @@ def check_cli(seed: int, folder: Path, number: int) -> int:
     path.write_text(fuzz_cases.source(rng), encoding="utf-8")
     argv, usage_ok = fuzz_cases.arguments(rng, str(path))
     out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err), \
+            warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # a mangled file's invalid escapes, say
         try:
             code = main(argv)
         except SystemExit as exit_:
