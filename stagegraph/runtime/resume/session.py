@@ -63,7 +63,7 @@ class ResumeSession:
         return self.search.data
 
     def describe(self) -> str:
-        """``stage 'train', epoch 3 (after epoch 2 of 4, global epoch 4)`` or ``''``."""
+        """Where the run continues, ``stage 'train' after epoch 2, global epoch 4``, or ``''``."""
         if self.search is None:
             return ""
         resume, counters = self.data["resume"], self.data["counters"]
