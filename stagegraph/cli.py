@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import stagegraph
+from stagegraph import launch
 from stagegraph.compiler import ExecutionPlan, compile
 from stagegraph.graph.enums import RankKind
 from stagegraph.loading import LoadError, load_experiment
@@ -90,6 +91,11 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--check", action="store_true",
                      help="check run: a few batches per loader and epochs per stage")
     run.add_argument("--quiet", action="store_true", help="no console logging")
+    run.add_argument("--ddp", type=_process_count, metavar="N",
+                     help="distributed data parallel on N local processes (starts torchrun)")
+    run.add_argument("--dist-timeout", type=_seconds, metavar="SECONDS",
+                     help="how long a rank waits for the others in a distributed run "
+                          "(default 600; sets STAGEGRAPH_DIST_TIMEOUT)")
     run.set_defaults(command=cmd_run)
 
     schema = sub.add_parser("schema", help="print the JSON Schema of the plan format")
@@ -113,6 +119,22 @@ def _compile_options() -> argparse.ArgumentParser:
     options.add_argument("--device", help=DEVICE_HELP)
     options.add_argument("--logdir", help="a log directory (adds checkpoint and CSV callbacks)")
     return options
+
+
+def _process_count(value: str) -> int:
+    if not value.isdigit() or int(value) < 1:
+        raise argparse.ArgumentTypeError(f"--ddp {value!r}: give a number of processes >= 1")
+    return int(value)
+
+
+def _seconds(value: str) -> float:
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = -1.0
+    if seconds <= 0:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a positive number of seconds")
+    return seconds
 
 
 def _output_path(value: str) -> Path:
@@ -212,13 +234,32 @@ def cmd_schema(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    if args.dist_timeout is not None:
+        os.environ[launch.TIMEOUT_VARIABLE] = f"{args.dist_timeout:g}"
+    if args.ddp is not None and launch.torchrun_env() is not None:
+        print("error: --ddp starts torchrun, but this process was already started by torchrun; "
+              "drop --ddp", file=sys.stderr)
+        return 2
     plan = _compile(args, verbose=not args.quiet)
     if not plan.ok:
         for diagnostic in plan.diagnostics:
             print(diagnostic, file=sys.stderr)
         print(f"not running: {summary(plan)}", file=sys.stderr)
         return 1
+    if args.ddp is not None:
+        return launch.run_torchrun(launch.torchrun_command(args.ddp, rank_arguments(args)))
     return run_plan(plan, check=args.check, show_traceback=args.traceback)
+
+
+def rank_arguments(args: argparse.Namespace) -> list[str]:
+    """The ``stagegraph run`` arguments each rank of ``--ddp N`` gets: the same, minus ``--ddp``."""
+    argv = ["run", args.exp]
+    for flag, value in (("--device", args.device), ("--logdir", args.logdir),
+                        ("--dist-timeout", args.dist_timeout)):
+        if value is not None:
+            argv += [flag, f"{value:g}" if isinstance(value, float) else str(value)]
+    switches = (("--check", args.check), ("--quiet", args.quiet), ("--traceback", args.traceback))
+    return argv + [flag for flag, on in switches if on]
 
 
 def run_plan(plan: ExecutionPlan, *, check: bool, show_traceback: bool) -> int:
