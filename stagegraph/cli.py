@@ -148,8 +148,8 @@ def _output_path(value: str) -> Path:
 # --- commands --------------------------------------------------------------------------------
 def _compile(args: argparse.Namespace, **options: Any) -> ExecutionPlan:
     experiment = load_experiment(args.exp)
-    return compile(experiment, device=args.device, rank=getattr(args, "rank", "single"),
-                   logdir=args.logdir, **options)
+    options.setdefault("rank", getattr(args, "rank", "single"))
+    return compile(experiment, device=args.device, logdir=args.logdir, **options)
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
@@ -236,30 +236,24 @@ def cmd_schema(args: argparse.Namespace) -> int:
 def cmd_run(args: argparse.Namespace) -> int:
     if args.dist_timeout is not None:
         os.environ[launch.TIMEOUT_VARIABLE] = f"{args.dist_timeout:g}"
-    if args.ddp is not None and launch.torchrun_env() is not None:
+    try:
+        env = launch.torchrun_env()  # under torchrun: compile this rank's plan
+    except launch.LaunchError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    if args.ddp is not None and env is not None:
         print("error: --ddp starts torchrun, but this process was already started by torchrun; "
               "drop --ddp", file=sys.stderr)
         return 2
-    plan = _compile(args, verbose=not args.quiet)
+    plan = _compile(args, verbose=not args.quiet, rank=env.kind if env else "single")
     if not plan.ok:
         for diagnostic in plan.diagnostics:
             print(diagnostic, file=sys.stderr)
         print(f"not running: {summary(plan)}", file=sys.stderr)
         return 1
     if args.ddp is not None:
-        return launch.run_torchrun(launch.torchrun_command(args.ddp, rank_arguments(args)))
+        return launch.run_torchrun(launch.torchrun_command(args.ddp, launch.rank_arguments(args)))
     return run_plan(plan, check=args.check, show_traceback=args.traceback)
-
-
-def rank_arguments(args: argparse.Namespace) -> list[str]:
-    """The ``stagegraph run`` arguments each rank of ``--ddp N`` gets: the same, minus ``--ddp``."""
-    argv = ["run", args.exp]
-    for flag, value in (("--device", args.device), ("--logdir", args.logdir),
-                        ("--dist-timeout", args.dist_timeout)):
-        if value is not None:
-            argv += [flag, f"{value:g}" if isinstance(value, float) else str(value)]
-    switches = (("--check", args.check), ("--quiet", args.quiet), ("--traceback", args.traceback))
-    return argv + [flag for flag, on in switches if on]
 
 
 def run_plan(plan: ExecutionPlan, *, check: bool, show_traceback: bool) -> int:

@@ -8,6 +8,7 @@ right rank's plan before torch is imported. `torchrun_command` is the command be
 
 from __future__ import annotations
 
+import argparse
 import os
 import shlex
 import subprocess
@@ -107,20 +108,38 @@ def torchrun_command(nproc: int, stagegraph_args: Sequence[str], *,
             "--nproc_per_node", str(nproc), "-m", "stagegraph", *stagegraph_args]
 
 
+def rank_arguments(args: argparse.Namespace) -> list[str]:
+    """The ``stagegraph run`` arguments each rank of ``--ddp N`` gets: the same, minus ``--ddp``."""
+    argv = ["run", args.exp]
+    for flag, value in (("--device", args.device), ("--logdir", args.logdir),
+                        ("--dist-timeout", args.dist_timeout)):
+        if value is not None:
+            argv += [flag, f"{value:g}" if isinstance(value, float) else str(value)]
+    switches = (("--check", args.check), ("--quiet", args.quiet), ("--traceback", args.traceback))
+    return argv + [flag for flag, on in switches if on]
+
+
 def run_torchrun(command: Sequence[str]) -> int:
     """Run ``command`` (torchrun) in the foreground and return its exit code.
 
-    On Ctrl-C torchrun, in the same process group, receives the interrupt too and stops its
-    workers; it is given 30 s to do so before it is terminated.
+    On Ctrl-C in a terminal torchrun receives the interrupt too and stops its workers; it gets a
+    few seconds for that. If it is still running (only this process was interrupted), it is sent
+    SIGTERM, which makes it stop its workers, and is killed if that takes longer than 30 s.
     """
     print(f"stagegraph: starting {shlex.join(command)}", file=sys.stderr, flush=True)
     process = subprocess.Popen(list(command))
     try:
         return process.wait()
     except KeyboardInterrupt:
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.terminate()
-            process.wait()
+        _stop(process)
         raise
+
+
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    for grace, stop in ((5.0, process.terminate), (30.0, process.kill)):
+        try:
+            process.wait(timeout=grace)
+            return
+        except subprocess.TimeoutExpired:
+            stop()
+    process.wait()

@@ -25,7 +25,6 @@ from typing import Any
 import torch
 import torch.distributed as dist
 from torch import nn
-from torch.distributed.elastic.multiprocessing.errors import ErrorHandler
 from torch.nn.parallel import DistributedDataParallel
 
 from stagegraph.compiler.pipeline import compile as compile_experiment
@@ -55,14 +54,14 @@ class Distributed:
     def from_environment(cls) -> Distributed | None:
         """The rank torchrun started, a group the user initialised, or ``None`` (one process)."""
         try:
-            timeout = timeout_seconds()
             if dist.is_available() and dist.is_initialized():
-                return cls(_env_of_group(), timeout=timeout, owns_group=False)
+                return cls(_env_of_group(), timeout=timeout_seconds(), owns_group=False)
             env = read_torchrun_env()
+            if env is None:
+                return None
+            timeout = timeout_seconds()
         except LaunchError as err:
             raise DistributedError(str(err)) from None
-        if env is None:
-            return None
         if not dist.is_available():
             raise DistributedError(f"this process is {env} of a torchrun launch, but this torch "
                                    "build has no torch.distributed; install a build with it")
@@ -229,6 +228,8 @@ def _record_for_torchrun(error: BaseException) -> None:
     if not os.environ.get("TORCHELASTIC_ERROR_FILE"):
         return
     try:
+        from torch.distributed.elastic.multiprocessing.errors import ErrorHandler
+
         ErrorHandler().record_exception(error)
     except Exception as err:  # a summary is a nicety; never mask the run's own error
         warnings.warn(f"could not write torchrun's error file: {err!r}", stacklevel=2)

@@ -42,11 +42,11 @@ def test_rank_arguments_keep_every_run_option_but_ddp() -> None:
     argv = ["run", VALID, "--ddp", "2", "--device", "cpu", "--logdir", "l", "--check",
             "--quiet", "--traceback", "--dist-timeout", "1.5"]
     args = parser.parse_args(argv)
-    again = parser.parse_args(cli_module.rank_arguments(args))
+    again = parser.parse_args(launch.rank_arguments(args))
     assert {**vars(args), "ddp": None} == vars(again)
     options = {opt for action in parser._subparsers._group_actions[0].choices["run"]._actions
                for opt in action.option_strings}
-    assert options - {"-h", "--help", "--ddp"} <= set(cli_module.rank_arguments(args)), (
+    assert options - {"-h", "--help", "--ddp"} <= set(launch.rank_arguments(args)), (
         "a new `run` option must be passed on to the ranks by rank_arguments")
 
 
@@ -75,3 +75,19 @@ def test_bad_values_are_usage_errors(capsys: pytest.CaptureFixture[str], option:
                                      value: str, message: str) -> None:
     result = cli(capsys, "run", VALID, option, value)
     assert result.code == 2 and message in result.err
+
+
+def test_under_torchrun_run_compiles_the_rank_plan(capsys: pytest.CaptureFixture[str],
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    plans: list[str] = []
+    monkeypatch.setattr(cli_module, "run_plan",
+                        lambda plan, **_: plans.append(plan.rank.value) or 0)
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    for rank in ("0", "1"):
+        monkeypatch.setenv("RANK", rank)
+        assert cli(capsys, "run", VALID).code == 0
+    monkeypatch.setenv("RANK", "one")
+    result = cli(capsys, "run", VALID)
+    assert plans == ["master", "worker"]
+    assert result.code == 1 and "error: environment variable RANK='one' is not an integer" in \
+        result.err

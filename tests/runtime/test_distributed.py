@@ -30,7 +30,7 @@ from stagegraph.runtime.distributed import (
     prepare_model,
     unwrap_model,
 )
-from stagegraph.runtime.errors import PlanError, RunError
+from stagegraph.runtime.errors import DistributedError, PlanError, RunError
 
 SetEnv = Callable[[int, int], None]
 
@@ -184,3 +184,15 @@ def test_sigterm_says_which_rank_stopped(capsys: pytest.CaptureFixture[str]) -> 
         signal.signal(signal.SIGTERM, previous)
     assert stopped.value.code == SIGTERM_EXIT
     assert "stagegraph: rank 1 of 2 stopped by SIGTERM" in capsys.readouterr().err
+
+
+def test_a_broken_environment_stops_the_runner_before_anything_runs(
+        torchrun: SetEnv, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("STAGEGRAPH_DIST_TIMEOUT", "never")
+    assert Distributed.from_environment() is None  # not distributed: the variable is not read
+    torchrun(0, 2)
+    with pytest.raises(DistributedError, match="STAGEGRAPH_DIST_TIMEOUT='never' is not a positive"):
+        sg.Runner(compile_cpu(experiment()))
+    monkeypatch.setenv("RANK", "two")
+    with pytest.raises(DistributedError, match="RANK='two' is not an integer"):
+        sg.Runner(compile_cpu(experiment()))
