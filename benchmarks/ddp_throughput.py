@@ -126,16 +126,20 @@ def main() -> None:
     parser.add_argument("--model", choices=sorted(SIZES), default="cnn")
     args = parser.parse_args()
     results: dict[str, list[float]] = {name: [] for name in CONFIGURATIONS}
+    load_before = os.getloadavg()[0]
     for _ in range(args.rounds):
         for name, (extra, threads) in CONFIGURATIONS.items():
             results[name].append(measure(extra, threads, args.model))
+    # Other processes on the machine skew the figures; the load average says whether there were.
+    print(f"load average (1 min) {load_before:.2f} before, {os.getloadavg()[0]:.2f} after")
     shape, samples, batch = SIZES[args.model]
     print(f"{os.cpu_count()} CPU core(s), OMP_NUM_THREADS per process as shown; {args.model} on "
           f"inputs {shape}, global batch {batch}, {samples} samples x {EPOCHS - 1} timed "
           f"epoch(s), median of {args.rounds} round(s)")
     medians = {name: statistics.median(values) for name, values in results.items()}
     for name, value in medians.items():
-        print(f"  {name:<34} {value:8.0f} samples/s")
+        rounds = ", ".join(f"{v:.0f}" for v in results[name])
+        print(f"  {name:<34} {value:8.0f} samples/s   (rounds: {rounds})")
     single, ddp = medians["1 process, 1 thread"], medians["2 processes (DDP), 1 thread each"]
     print(f"ratio 2 processes / 1 process: {ddp / single:.2f}")
 
