@@ -173,7 +173,8 @@ def test_a_hung_rank_ends_the_run_at_the_process_group_timeout(tmp_path: Path) -
     run = torchrun(tmp_path, "--dist-timeout", "5", SG_DDP_HANG_RANK="1")
     print(f"both ranks ended {run.seconds:.1f} s after rank 1 hung (timeout 5 s)")
     assert run.code != 0
-    assert 5 <= run.seconds < BOUND_SECONDS
+    # Rank 0 may enter the collective a little before rank 1 notes the time it hangs.
+    assert 4 <= run.seconds < BOUND_SECONDS
     assert "error: rank 0 of 2: run failed at stage 'train', epoch 1, loader 'train'" in run.err
     assert "within the process-group timeout of 5 s" in run.err
     assert "stagegraph: rank 1 of 2 stopped by SIGTERM" in run.err
