@@ -115,8 +115,11 @@ def measure(extra: list[str], threads: str, model_name: str) -> float:
         paths = [str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])]
         env = {**os.environ, "OMP_NUM_THREADS": threads, "SG_BENCH_OUT": str(out),
                "SG_BENCH_MODEL": model_name, "PYTHONPATH": os.pathsep.join(paths)}
-        subprocess.run([sys.executable, "-m", "stagegraph", "run", __file__, "--quiet", *extra],
-                       env=env, check=True, capture_output=True, text=True)
+        done = subprocess.run([sys.executable, "-m", "stagegraph", "run", __file__, "--quiet",
+                               *extra], env=env, capture_output=True, text=True)
+        if done.returncode != 0:
+            raise SystemExit(f"stagegraph run {' '.join(extra)} failed (exit {done.returncode}):"
+                             f"\n{done.stderr}")
         return float(json.loads(out.read_text())["samples_per_second"])
 
 
