@@ -12,6 +12,7 @@ from stagegraph.runtime.device import resolve_device
 from stagegraph.runtime.errors import (
     BindingError,
     DeviceError,
+    DistributedError,
     PlanError,
     RunError,
     StagegraphRuntimeError,
@@ -50,6 +51,7 @@ __all__ = [
     "CHECK_RUN_EPOCHS",
     "BindingError",
     "DeviceError",
+    "DistributedError",
     "PlanError",
     "RunError",
     "Runner",
