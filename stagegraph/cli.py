@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import stagegraph
+from stagegraph import launch
 from stagegraph.compiler import ExecutionPlan, compile
 from stagegraph.graph.enums import RankKind
 from stagegraph.loading import LoadError, load_experiment
@@ -90,6 +91,11 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--check", action="store_true",
                      help="check run: a few batches per loader and epochs per stage")
     run.add_argument("--quiet", action="store_true", help="no console logging")
+    run.add_argument("--ddp", type=_process_count, metavar="N",
+                     help="distributed data parallel on N local processes (starts torchrun)")
+    run.add_argument("--dist-timeout", type=_seconds, metavar="SECONDS",
+                     help="how long a rank waits for the others in a distributed run "
+                          "(default 600; sets STAGEGRAPH_DIST_TIMEOUT)")
     _resume_options(run)
     run.set_defaults(command=cmd_run)
 
@@ -125,6 +131,22 @@ def _resume_options(run: argparse.ArgumentParser) -> None:
                           "(each change is named)")
 
 
+def _process_count(value: str) -> int:
+    if not value.isdigit() or int(value) < 1:
+        raise argparse.ArgumentTypeError(f"--ddp {value!r}: give a number of processes >= 1")
+    return int(value)
+
+
+def _seconds(value: str) -> float:
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = -1.0
+    if seconds <= 0:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a positive number of seconds")
+    return seconds
+
+
 def _output_path(value: str) -> Path:
     path = Path(value)
     if path.suffix.lower() not in OUTPUT_SUFFIXES:
@@ -136,8 +158,8 @@ def _output_path(value: str) -> Path:
 # --- commands --------------------------------------------------------------------------------
 def _compile(args: argparse.Namespace, **options: Any) -> ExecutionPlan:
     experiment = load_experiment(args.exp)
-    return compile(experiment, device=args.device, rank=getattr(args, "rank", "single"),
-                   logdir=args.logdir, **options)
+    options.setdefault("rank", getattr(args, "rank", "single"))
+    return compile(experiment, device=args.device, logdir=args.logdir, **options)
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
@@ -226,12 +248,25 @@ def cmd_run(args: argparse.Namespace) -> int:
         print("stagegraph run: error: --allow-plan-change only applies with --resume",
               file=sys.stderr)
         return 2
-    plan = _compile(args, verbose=not args.quiet)
+    if args.dist_timeout is not None:
+        os.environ[launch.TIMEOUT_VARIABLE] = f"{args.dist_timeout:g}"
+    try:
+        env = launch.torchrun_env()  # under torchrun: compile this rank's plan
+    except launch.LaunchError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    if args.ddp is not None and env is not None:
+        print("error: --ddp starts torchrun, but this process was already started by torchrun; "
+              "drop --ddp", file=sys.stderr)
+        return 2
+    plan = _compile(args, verbose=not args.quiet, rank=env.kind if env else "single")
     if not plan.ok:
         for diagnostic in plan.diagnostics:
             print(diagnostic, file=sys.stderr)
         print(f"not running: {summary(plan)}", file=sys.stderr)
         return 1
+    if args.ddp is not None:
+        return launch.run_torchrun(launch.torchrun_command(args.ddp, launch.rank_arguments(args)))
     return run_plan(plan, check=args.check, show_traceback=args.traceback, resume=args.resume,
                     allow_plan_change=args.allow_plan_change)
 

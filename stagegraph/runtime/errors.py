@@ -38,6 +38,10 @@ class BindingError(StagegraphRuntimeError):
     """A callback or component named by the plan cannot be found or built."""
 
 
+class DistributedError(StagegraphRuntimeError):
+    """A distributed run cannot start: its environment or process group is not usable."""
+
+
 class RunError(StagegraphRuntimeError):
     """An exception escaped during the run; the message says where, ``__cause__`` is the original.
 

@@ -7,6 +7,7 @@ loop does no lookups, sorting or filtering. See docs/runtime.md for the semantic
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterable, Mapping
 from itertools import islice
 from pathlib import Path
@@ -22,6 +23,7 @@ from stagegraph.graph.experiment import Experiment
 from stagegraph.runtime.binding import Hook, StageBinding, bind
 from stagegraph.runtime.components import ComponentBuilder
 from stagegraph.runtime.device import batch_mover, batch_size, resolve_device
+from stagegraph.runtime.distributed import Distributed
 from stagegraph.runtime.errors import RunError
 from stagegraph.runtime.faults import explain
 from stagegraph.runtime.precision import make_scaler, precision_step
@@ -60,9 +62,14 @@ class Runner(RunnerState):
         resume: bool | str | Path = False,
         allow_plan_change: bool = False,
     ) -> None:
+        self._distributed = Distributed.from_environment()  # None: a single process
         plan = runnable_plan(plan, experiment=experiment, logdir=logdir, device=device)
+        if self._distributed is not None:
+            plan = self._distributed.plan_for(plan)
         logdir_path = Path(plan.logdir) if plan.logdir is not None else None
-        super().__init__(plan, resolve_device(plan.device), logdir_path)
+        run_device = (resolve_device(plan.device) if self._distributed is None
+                      else self._distributed.device_for(plan.device))
+        super().__init__(plan, run_device, logdir_path)
         self.check = check
         self._builder = ComponentBuilder(self.experiment, self.device)
         self._move = batch_mover(self.device)
@@ -88,10 +95,13 @@ class Runner(RunnerState):
             self.logdir.mkdir(parents=True, exist_ok=True)
         self._resume.prepare(self._bindings)
         self.exception, self._failed, self.need_exception_reraise = None, None, True
-        try:
-            self.run_experiment()
-        except (Exception, KeyboardInterrupt) as err:
-            self._handle_exception(err)
+        group = (contextlib.nullcontext() if self._distributed is None
+                 else self._distributed.group())
+        with group:  # one process group for the whole experiment
+            try:
+                self.run_experiment()
+            except (Exception, KeyboardInterrupt) as err:
+                self._handle_exception(err)
         return self
 
     def run_experiment(self) -> None:
@@ -111,6 +121,8 @@ class Runner(RunnerState):
         self._fire("on_stage_start", self._table("on_stage_start"))
         for _ in range(self._resume.stage_started(self)):
             self.run_epoch()
+            if self._distributed is not None:  # every rank stops if any rank asks to
+                self.need_early_stop = self._distributed.any(self.need_early_stop)
             self._resume.epoch_end(self)  # the resume checkpoint: after every epoch-end callback
             if self.need_early_stop:
                 self.need_early_stop = False
@@ -201,6 +213,9 @@ class Runner(RunnerState):
         self.optimizer, self.scheduler = built.optimizer, built.scheduler
         set_global_seed(self.plan.seed)
         self.loaders = self._builder.loaders(stage_def)
+        if self._distributed is not None:  # DDP model, sharded train loaders
+            self.model, self.loaders = self._distributed.prepare_stage(
+                self.model, self.loaders, self.stage, self.plan.seed)
         self._loader_items = tuple((lp.name, lp.kind, self.loaders[lp.name])
                                    for lp in self.stage.loaders)
         self.scaler = make_scaler(self.precision, self.device)

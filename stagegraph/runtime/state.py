@@ -12,14 +12,17 @@ from typing import Any
 import torch
 
 from stagegraph.compiler.plan import ExecutionPlan, StagePlan
+from stagegraph.launch import torchrun_env
 
 
 def distributed_rank() -> int:
-    """This process's rank in an initialised process group, else -1 (a single process)."""
+    """This process's rank: in an initialised process group, else the one torchrun gave it (the
+    runner initialises the group when it runs), else -1 (a single process)."""
     dist = torch.distributed
     if dist.is_available() and dist.is_initialized():
         return int(dist.get_rank())
-    return -1
+    env = torchrun_env()
+    return env.rank if env is not None else -1
 
 
 class RunnerState:

@@ -21,7 +21,8 @@ class MetricAggregationCallback(Callback):
     for the loader (a metric computed over the whole loader, such as an AUC, wins over the mean of
     batch values). Then every loader metric is copied into ``epoch_metrics`` as
     ``f"{loader_name}_{name}"``. In a distributed run (``torch.distributed`` initialised) the sums
-    are all-reduced first, so every rank sees the mean over all ranks.
+    are all-reduced first (the sums of ``value * batch_size`` and of sample counts), so every rank
+    sees the same mean over all the samples of all ranks.
     """
 
     order: ClassVar[int] = CallbackOrder.MetricAggregation
@@ -89,10 +90,22 @@ def _mean(key: str, total: Any, count: int) -> float:
 
 
 def _all_reduce(sums: dict[str, list[Any]], device: Any) -> None:
-    """Sum ``sums`` over all ranks in place (every rank must hold the same metric names)."""
-    keys = sorted(sums)
-    flat = torch.tensor([float(sums[k][i]) for k in keys for i in (0, 1)], dtype=torch.float64,
-                        device=device if device is not None else "cpu")
+    """Sum ``sums`` over all ranks in place: every rank ends with the same keys and totals.
+
+    A metric some rank did not log (a callback that runs on the master only) counts zero there,
+    so its mean is over the ranks that logged it.
+    """
+    keys = _all_keys(sums)
+    flat = torch.tensor([float(sums[k][i]) if k in sums else 0.0 for k in keys for i in (0, 1)],
+                        dtype=torch.float64, device=device if device is not None else "cpu")
     dist.all_reduce(flat)
+    values = flat.tolist()
     for j, key in enumerate(keys):
-        sums[key] = [flat[2 * j].item(), flat[2 * j + 1].item()]
+        sums[key] = [values[2 * j], values[2 * j + 1]]
+
+
+def _all_keys(sums: dict[str, list[Any]]) -> list[str]:
+    """The metric names logged on any rank, in the same order on every rank."""
+    gathered: list[Any] = [None] * dist.get_world_size()
+    dist.all_gather_object(gathered, sorted(sums))
+    return sorted({key for keys in gathered for key in keys})
