@@ -209,7 +209,8 @@ class MissingDot(Exception):
 
 
 def write_plan(plan: ExecutionPlan, path: Path) -> None:
-    """Write ``plan`` to ``path`` in the format its suffix names."""
+    """Write ``plan`` to ``path`` in the format its suffix names, making missing folders."""
+    path.parent.mkdir(parents=True, exist_ok=True)
     suffix = path.suffix.lower()
     if suffix == ".json":
         path.write_text(plan.to_json() + "\n", encoding="utf-8")

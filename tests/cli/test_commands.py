@@ -150,8 +150,15 @@ def test_plan_unknown_suffix_is_a_usage_error(capsys: pytest.CaptureFixture[str]
     assert "use a file ending in .svg, .png, .dot, .gv, .json" in result.err
 
 
+def test_plan_makes_missing_folders(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    out = tmp_path / "runs" / "new" / "plan.json"
+    assert cli(capsys, "plan", VALID, "-o", str(out)).code == 0
+    assert out.is_file()
+
+
 def test_plan_unwritable_output(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
-    result = cli(capsys, "plan", VALID, "-o", str(tmp_path / "missing" / "plan.json"))
+    (tmp_path / "a_file").write_text("not a folder")
+    result = cli(capsys, "plan", VALID, "-o", str(tmp_path / "a_file" / "plan.json"))
     assert result.code == 1
     assert "cannot write" in result.err and "Traceback" not in result.text
 

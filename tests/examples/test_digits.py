@@ -27,9 +27,11 @@ def test_validate_and_plan(tmp_path: Path) -> None:
     assert "no problems" in result.stdout
     if shutil.which("dot") is None:
         pytest.skip("Graphviz's dot binary is not installed")
-    result = stagegraph("plan", str(EXAMPLE), "-o", str(tmp_path / "plan.svg"), cwd=tmp_path)
+    # As the README does: the folder does not exist yet.
+    result = stagegraph("plan", str(EXAMPLE), "-o", "runs/digits/plan.svg", cwd=tmp_path)
     assert result.returncode == 0, result.stdout + result.stderr
-    assert (tmp_path / "plan.svg").read_text().lstrip().startswith(("<?xml", "<svg"))
+    svg = tmp_path / "runs" / "digits" / "plan.svg"
+    assert svg.read_text().lstrip().startswith(("<?xml", "<svg"))
 
 
 def test_full_run_trains_checkpoints_logs_and_predicts(tmp_path: Path) -> None:
