@@ -98,7 +98,7 @@ DEFAULTS: tuple[Default, ...] = (
     ),
     Default(
         name="csv_logger", cls="CSVLogger", order=CallbackOrder.Logging,
-        events=("on_stage_start", "on_epoch_end", "on_stage_end"),
+        events=("on_stage_start", "on_epoch_end", "on_stage_end", "on_exception"),
         applies=lambda s, p, o: _training(s) and p.logdir is not None,
         reads=lambda p: ("epoch_metric.*",),
         node=CallbackNode.master,

@@ -28,7 +28,8 @@ def migration(plan: ExecutionPlan, diags: Diagnostics) -> ExecutionPlan:
 
 
 def _identity(cb: CallbackPlan) -> tuple[str, str]:
-    return (cb.declared_in, cb.name) if cb.origin != "default" else ("default", cb.name)
+    # Defaults are added after migration, so every entry here names a declared instance.
+    return (cb.declared_in, cb.name)
 
 
 def _receive(stage: StagePlan, predecessors: list[StagePlan], diags: Diagnostics) -> StagePlan:

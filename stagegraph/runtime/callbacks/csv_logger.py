@@ -71,6 +71,10 @@ class CSVLogger(Callback):
     def on_stage_end(self, runner: Any) -> None:
         self._close()
 
+    def on_exception(self, runner: Any) -> None:
+        # The rows so far are already on disk (flushed per epoch); just release the file.
+        self._close()
+
     def state_dict(self) -> dict[str, Any]:
         return {"columns": list(self.columns), "rows": [dict(row) for row in self.rows]}
 

@@ -67,5 +67,8 @@ class TensorBoardLogger(Callback):
             self.writer.close()
             self.writer = None
 
+    def on_exception(self, runner: Any) -> None:
+        self.on_stage_end(runner)  # close the writer and its thread; what was logged is flushed
+
     def __repr__(self) -> str:
         return f"TensorBoardLogger(folder={self.folder!r})"

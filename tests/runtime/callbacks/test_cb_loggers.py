@@ -52,6 +52,19 @@ def test_csv_rows_per_epoch_flushed_before_the_stage_ends(tmp_path: Path) -> Non
     logger.on_stage_end(runner)
 
 
+def test_csv_file_is_released_when_the_run_fails(tmp_path: Path) -> None:
+    runner = make_runner(logdir=tmp_path, epoch=1, global_epoch=1)
+    logger = CSVLogger()
+    logger.on_stage_start(runner)
+    runner.epoch_metrics = {"valid_loss": 0.5}
+    logger.on_epoch_end(runner)
+    handle = logger._handle
+    assert handle is not None and not handle.closed
+    logger.on_exception(runner)  # on_stage_end never fires after an exception
+    assert handle.closed and logger._handle is None
+    assert len(_read_csv(tmp_path / "logs" / "train.csv")) == 1
+
+
 def test_csv_header_widens_when_a_metric_appears(tmp_path: Path) -> None:
     runner = make_runner(logdir=tmp_path, stage_name="finetune")
     logger = CSVLogger()
