@@ -11,7 +11,7 @@ supervised handler (SF509).
 from __future__ import annotations
 
 from stagegraph.compiler.diagnostics import Diagnostics, did_you_mean
-from stagegraph.compiler.keys import NAMESPACES, matches, namespace
+from stagegraph.compiler.keys import NAMESPACES, matches, namespace, provided_by
 from stagegraph.compiler.plan import ExecutionPlan, StagePlan
 from stagegraph.graph.enums import LoaderKind
 
@@ -66,11 +66,10 @@ def _sources(stage: StagePlan) -> list[str]:
 
 def _check_keys(stage: StagePlan, diags: Diagnostics) -> None:
     sources = _sources(stage)
-    exact = set(sources)
-    whole = {namespace(k) for k in sources if k.endswith(".*")}
+    provided = provided_by(sources)
     for cb in stage.callbacks:
         for key in cb.reads:
-            if key.endswith(".*") or key in exact or namespace(key) in whole:
+            if key.endswith(".*") or provided(key):  # a wildcard read may find nothing
                 continue
             ns = namespace(key)
             unknowable = (ns == "batch" and stage.batch_keys is None) or (

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 
 KEY_PATTERN = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*\.(\*|[^\s*][^\s]*)$")
 
@@ -24,6 +25,14 @@ def is_valid_key(key: object) -> bool:
 
 def namespace(key: str) -> str:
     return key.split(".", 1)[0]
+
+
+def provided_by(sources: list[str]) -> Callable[[str], bool]:
+    """A test for "some key in ``sources`` provides this read" (`matches`, precomputed)."""
+    exact = set(sources)
+    whole = {namespace(k) for k in sources if k.endswith(".*")}
+    return lambda read: read in exact or namespace(read) in whole or (
+        read.endswith(".*") and any(namespace(k) == namespace(read) for k in exact))
 
 
 def matches(written: str, read: str) -> bool:
