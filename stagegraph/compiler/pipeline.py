@@ -11,6 +11,7 @@ from stagegraph.compiler.checks import checks
 from stagegraph.compiler.defaults import defaults
 from stagegraph.compiler.diagnostics import Diagnostics
 from stagegraph.compiler.dispatch import dispatch
+from stagegraph.compiler.levels import lint_levels
 from stagegraph.compiler.migration import migration
 from stagegraph.compiler.order import callback_order
 from stagegraph.compiler.plan import ExecutionPlan, with_hash
@@ -33,6 +34,7 @@ def passes(*, verbose: bool = True) -> list[tuple[str, Pass]]:
         ("rank_filter", rank_filter),
         ("dispatch", dispatch),
         ("checks", checks),
+        ("lint_levels", lint_levels),
     ]
 
 

@@ -41,6 +41,33 @@ class HandlerPlan(Frozen):
     declared: bool = True
 
 
+class InferredAccess(Frozen):
+    """A dataflow key a callback's source code reads or writes with a constant key.
+
+    ``where`` is ``file:line`` of the access; ``event`` the method it is in.
+    """
+
+    key: str
+    access: Literal["read", "write"]
+    where: str
+    event: str | None = None
+
+
+class MetricFlow(Frozen):
+    """The metric names a stage produces at each level of the metric pipeline.
+
+    ``batch``: batch metrics (``metric.X``); ``loader``: loader metrics (``loader_metric.X``);
+    ``epoch``: epoch metrics (``epoch_metric.{loader}_X`` and the like); ``valid``: valid metrics
+    (``valid_metric.X``). ``open`` lists the levels a wildcard writer makes unknowable.
+    """
+
+    batch: tuple[str, ...] = ()
+    loader: tuple[str, ...] = ()
+    epoch: tuple[str, ...] = ()
+    valid: tuple[str, ...] = ()
+    open: tuple[str, ...] = ()
+
+
 class CallbackPlan(Frozen):
     """One callback of a stage, in execution order.
 
@@ -66,6 +93,12 @@ class CallbackPlan(Frozen):
     events: tuple[str, ...] = ()
     target: str | None = None
     params: dict[str, Any] = Field(default_factory=dict)
+    claims: tuple[str, ...] = ()
+    needs: tuple[str, ...] = ()
+    watch: str | None = None
+    watch_minimize: bool | None = None
+    lints: dict[str, str] = Field(default_factory=dict)
+    inferred: tuple[InferredAccess, ...] = ()
 
 
 class EdgePlan(Frozen):
@@ -107,6 +140,8 @@ class StagePlan(Frozen):
     edges: tuple[EdgePlan, ...] = ()
     inversions: tuple[EdgePlan, ...] = ()
     migrations: tuple[MigrationPlan, ...] = ()
+    metrics: MetricFlow = MetricFlow()
+    lints: dict[str, str] = Field(default_factory=dict)
 
     def callback(self, name: str) -> CallbackPlan:
         for cb in self.callbacks:
@@ -132,6 +167,7 @@ class ExecutionPlan(Frozen):
     verbose: bool = True
     stages: tuple[StagePlan, ...] = ()
     stage_edges: tuple[StageEdge, ...] = ()
+    lints: dict[str, str] = Field(default_factory=dict)
     diagnostics: tuple[Diagnostic, ...] = ()
     hash: str = ""
 

@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from stagegraph.compiler.diagnostics import Diagnostics, did_you_mean
 from stagegraph.compiler.keys import is_valid_key
+from stagegraph.compiler.rules import LEVELS, RULES
 from stagegraph.compiler.plan import (
     CallbackPlan,
     ExecutionPlan,
@@ -65,7 +66,14 @@ class CallbackDecl(BaseModel):
     reads: tuple[str, ...]
     writes: tuple[str, ...]
     kind: str | None
+    claims: tuple[str, ...]
+    needs: tuple[str, ...]
+    watch: str | None
+    watch_minimize: bool | None
+    lints: dict[str, str]
 
+
+DECLARATION_FIELDS = tuple(CallbackDecl.model_fields)
 
 DEVICE_PREFIXES = ("cpu", "cuda", "mps", "auto")
 
@@ -101,7 +109,8 @@ def schema(
         if plan is not None:
             stages.append(plan)
     return ExecutionPlan(experiment=name, seed=seed, device=str(device), rank=rank,
-                         logdir=logdir, verbose=verbose, stages=tuple(stages))
+                         logdir=logdir, verbose=verbose, stages=tuple(stages),
+                         lints=lint_levels(experiment.lints, diags))
 
 
 def _check_device(device: object, diags: Diagnostics) -> None:
@@ -149,6 +158,7 @@ def _stage(
         components=_components(experiment, stage, diags),
         handler=handler,
         callbacks=_callbacks(stage, identities, diags),
+        lints=lint_levels(stage.lints, diags, stage=name),
         **params,
     )
 
@@ -327,6 +337,7 @@ def _callback(stage: str, name: str, callback: Any, identities: dict[int, tuple[
     _check_event_names(callback, diags, where)
     declared_in, _ = identities.setdefault(id(callback), (stage, name))
     cls = type(callback)
+    decl["lints"] = lint_levels(decl["lints"], diags, **where)
     return CallbackPlan(
         name=name,
         type=f"{cls.__module__}.{cls.__qualname__}",
@@ -340,9 +351,9 @@ def _declarations(callback: Callback, diags: Diagnostics, where: dict[str, str]
                   ) -> dict[str, Any]:
     raw = {
         field: getattr(callback, field)
-        for field in ("order", "node", "scope", "after", "before", "reads", "writes", "kind")
+        for field in DECLARATION_FIELDS
     }
-    for field in ("after", "before", "reads", "writes"):
+    for field in ("after", "before", "reads", "writes", "claims", "needs"):
         if isinstance(raw[field], str):
             raw[field] = (raw[field],)
         elif isinstance(raw[field], list):
@@ -378,6 +389,9 @@ def _decl_hint(field: str) -> str:
         "node": "node is 'all', 'master' or 'worker' (stagegraph.CallbackNode)",
         "scope": "scope is 'stage' or 'experiment' (stagegraph.CallbackScope)",
         "kind": "kind is a string such as 'criterion', or None",
+        "watch": "watch names a valid metric such as 'accuracy', or '{main_metric}', or None",
+        "watch_minimize": "watch_minimize is True, False or None (the stage's minimize_metric)",
+        "lints": "lints maps codes to levels, e.g. {'SF301': 'allow'}",
     }.get(field, f"{field} is a list of strings")
 
 
@@ -395,3 +409,30 @@ def _unknown_event_like(cls: type) -> tuple[str, ...]:
     known = set(EVENT_METHODS) | set(dir(Callback))
     return tuple(a for a in dir(cls) if a.startswith("on_") and a not in known
                  and callable(getattr(cls, a)))
+
+
+def lint_levels(value: Any, diags: Diagnostics, **where: str) -> dict[str, str]:
+    """``lints=`` validated: known codes to known levels; a fixed rule stays an error."""
+    if not isinstance(value, Mapping):
+        diags.error("SF111", f"lints must be a mapping of code to level, not {value!r}",
+                    "write lints={'SF506': 'allow'}", param="lints", **where)
+        return {}
+    levels: dict[str, str] = {}
+    for code, level in value.items():
+        if code not in RULES:
+            diags.error("SF111", f"lints names an unknown code {code!r}."
+                        + did_you_mean(code, RULES),
+                        "`stagegraph validate --explain CODE` describes a code", param="lints",
+                        **where)
+        elif level not in LEVELS:
+            diags.error("SF111", f"lints gives {code} the unknown level {level!r}."
+                        + did_you_mean(level, LEVELS),
+                        f"levels are: {', '.join(LEVELS)}", param="lints", **where)
+        elif RULES[code].fixed and level != "error":
+            diags.error("SF111", f"{code} cannot be lowered to {level!r}: the plan could not "
+                        "run at all", f"fix what {code} reports instead; "
+                        f"`stagegraph validate --explain {code}` says how", param="lints",
+                        **where)
+        else:
+            levels[str(code)] = str(level)
+    return dict(sorted(levels.items()))

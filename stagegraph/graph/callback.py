@@ -7,7 +7,8 @@ from typing import Any, ClassVar
 
 from stagegraph.graph.enums import EVENT_METHODS, CallbackNode, CallbackOrder, CallbackScope
 
-_DECLARATIONS = ("order", "node", "scope", "after", "before", "reads", "writes")
+_DECLARATIONS = ("order", "node", "scope", "after", "before", "reads", "writes", "claims",
+                 "needs", "watch", "watch_minimize", "lints")
 
 
 class Callback:
@@ -28,6 +29,18 @@ class Callback:
     the whole namespace). Every writer of a key runs before every reader of it in the same stage.
     ``kind`` names what a built-in callback is for (``"criterion"``, ``"optimizer"``...): a callback
     of the same kind replaces the default the compiler would otherwise add.
+
+    A key may name the stage's main metric or valid loader as ``{main_metric}`` /
+    ``{valid_loader}`` (``reads=("valid_metric.{main_metric}",)``): the compiler substitutes the
+    values of each stage the callback runs in. The other declarations tell the compiler what the
+    callback needs from a stage:
+
+    - ``claims``: resources only one callback of a stage may hold (``"optimizer:"`` steps the
+      stage's optimizer, ``"early_stopping"``, ``"files:checkpoints/"``); two holders are an error;
+    - ``needs``: what the stage or run must provide (``"logdir"``, ``"optimizer"``, ...);
+    - ``watch`` / ``watch_minimize``: the valid metric this callback ranks epochs by and its
+      direction (``None``: the stage's ``minimize_metric``), checked against the metric's name;
+    - ``lints``: diagnostic levels for this callback, ``{"SF301": "allow"}``.
     """
 
     order: ClassVar[int] = CallbackOrder.Internal
@@ -38,6 +51,11 @@ class Callback:
     reads: ClassVar[tuple[str, ...]] = ()
     writes: ClassVar[tuple[str, ...]] = ()
     kind: ClassVar[str | None] = None
+    claims: ClassVar[tuple[str, ...]] = ()
+    needs: ClassVar[tuple[str, ...]] = ()
+    watch: ClassVar[str | None] = None
+    watch_minimize: ClassVar[bool | None] = None
+    lints: ClassVar[dict[str, str]] = {}
 
     def __init__(
         self,
@@ -49,13 +67,21 @@ class Callback:
         before: Iterable[str] | str | None = None,
         reads: Iterable[str] | str | None = None,
         writes: Iterable[str] | str | None = None,
+        claims: Iterable[str] | str | None = None,
+        needs: Iterable[str] | str | None = None,
+        watch: str | None = None,
+        watch_minimize: bool | None = None,
+        lints: dict[str, str] | None = None,
     ) -> None:
         # Stored raw: the compiler's schema pass validates them and reports every mistake at once.
-        for name, value in (("order", order), ("node", node), ("scope", scope)):
+        for name, value in (("order", order), ("node", node), ("scope", scope), ("watch", watch),
+                            ("watch_minimize", watch_minimize), ("lints", lints)):
             if value is not None:
                 setattr(self, name, value)
-        names: tuple[Iterable[str] | str | None, ...] = (after, before, reads, writes)
-        for name, names_value in zip(("after", "before", "reads", "writes"), names, strict=True):
+        names: tuple[Iterable[str] | str | None, ...] = (after, before, reads, writes, claims,
+                                                         needs)
+        fields = ("after", "before", "reads", "writes", "claims", "needs")
+        for name, names_value in zip(fields, names, strict=True):
             if isinstance(names_value, str):
                 setattr(self, name, (names_value,))
             elif names_value is not None:

@@ -43,6 +43,7 @@ class StageDef:
     components: dict[str, Any]
     handler: Any
     unknown: dict[str, Any] = field(default_factory=dict)
+    lints: Any = None
 
 
 class Experiment:
@@ -66,8 +67,11 @@ class Experiment:
         scheduler: Any = None,
         handler: Any = None,
         device: str = "auto",
+        lints: Mapping[str, str] | None = None,
     ) -> None:
         self.name = name
+        #: Diagnostic levels for the whole experiment, ``{"SF301": "allow"}`` (see lint levels).
+        self.lints: Any = lints if lints is not None else {}
         self.seed = seed
         self.components: dict[str, Any] = {
             "model": model, "criterion": criterion, "optimizer": optimizer, "scheduler": scheduler,
@@ -96,6 +100,7 @@ class Experiment:
         optimizer: Any = None,
         scheduler: Any = None,
         handler: Any = None,
+        lints: Mapping[str, str] | None = None,
         **unknown: Any,
     ) -> str:
         """Declare a stage; returns its name.
@@ -103,6 +108,7 @@ class Experiment:
         ``after`` names the stages this one follows (default: the previously added stage).
         Components given here (model, criterion, optimizer, scheduler, handler) override the
         experiment's for this stage; each may be an object or a factory the runtime calls.
+        ``lints`` sets diagnostic levels for this stage (``{"SF506": "allow"}``).
         """
         given = {
             "num_epochs": num_epochs, "main_metric": main_metric,
@@ -127,6 +133,7 @@ class Experiment:
                             "optimizer": optimizer, "scheduler": scheduler},
                 handler=handler,
                 unknown=dict(unknown),
+                lints=lints if lints is not None else {},
             )
         )
         return name
