@@ -17,7 +17,6 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from stagegraph.compiler.diagnostics import Diagnostics, did_you_mean
 from stagegraph.compiler.keys import is_valid_key
-from stagegraph.compiler.rules import LEVELS, RULES
 from stagegraph.compiler.plan import (
     CallbackPlan,
     ExecutionPlan,
@@ -25,6 +24,7 @@ from stagegraph.compiler.plan import (
     LoaderPlan,
     StagePlan,
 )
+from stagegraph.compiler.rules import LEVELS, RULES
 from stagegraph.graph.callback import Callback, overridden_events
 from stagegraph.graph.enums import (
     EVENT_METHODS,
