@@ -2,7 +2,9 @@
 
 Requires: the final plan for this rank.
 Guarantees: adds diagnostics only — keys read that nothing writes (SF501 error, SF502 warning
-where the source cannot be known at compile time), ``main_metric`` unwritten (SF503), a training
+where the source cannot be known at compile time; a metric key by its level of the metric
+pipeline, and a reader that migrated from a stage that has the key is told how to stay out),
+``main_metric`` not a valid metric (SF503), a training
 stage without its ``valid_loader`` (SF504), an inference stage with a ``train*`` loader (SF505),
 a loader name without a known prefix (SF506), a stage without loaders (SF507), no model for the
 supervised handler (SF509).
@@ -10,17 +12,22 @@ supervised handler (SF509).
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from stagegraph.compiler.diagnostics import Diagnostics, did_you_mean
-from stagegraph.compiler.keys import NAMESPACES, matches, namespace, provided_by
-from stagegraph.compiler.plan import ExecutionPlan, StagePlan
+from stagegraph.compiler.keys import NAMESPACES, namespace, provided_by
+from stagegraph.compiler.metric_checks import check_main_metric, migration_hint, missing_metric
+from stagegraph.compiler.metrics import LEVELS
+from stagegraph.compiler.plan import CallbackPlan, ExecutionPlan, StagePlan
 from stagegraph.graph.enums import LoaderKind
 
 
 def checks(plan: ExecutionPlan, diags: Diagnostics) -> ExecutionPlan:
+    provides = _Provides(plan)
     for stage in plan.stages:
         _check_loaders(stage, diags)
-        _check_keys(stage, diags)
-        _check_main_metric(stage, diags)
+        covered = check_main_metric(stage, diags)
+        _check_keys(stage, diags, provides, covered)
         if stage.handler.type.startswith("SupervisedHandler") and "model" not in stage.components:
             diags.error("SF509", "no model: the supervised batch handler calls runner.model",
                         "pass model= to Experiment(...) or to add_stage(...), as a module or a "
@@ -64,14 +71,37 @@ def _sources(stage: StagePlan) -> list[str]:
     return [*written, *stage.handler.writes, *batch]
 
 
-def _check_keys(stage: StagePlan, diags: Diagnostics) -> None:
+class _Provides:
+    """``provides(stage_name)``: the test for keys a stage provides, built once per stage."""
+
+    def __init__(self, plan: ExecutionPlan) -> None:
+        self._stages = {s.name: s for s in plan.stages}
+        self._tests: dict[str, Callable[[str], bool]] = {}
+
+    def __call__(self, name: str | None) -> Callable[[str], bool]:
+        name = name or ""
+        if name not in self._tests:
+            stage = self._stages.get(name)
+            self._tests[name] = (provided_by(_sources(stage)) if stage is not None
+                                 else lambda key: False)
+        return self._tests[name]
+
+
+def _check_keys(stage: StagePlan, diags: Diagnostics, provides: _Provides,
+                covered: Callable[[str], bool]) -> None:
     sources = _sources(stage)
-    provided = provided_by(sources)
+    provided = provides(stage.name)
     for cb in stage.callbacks:
         for key in cb.reads:
-            if key.endswith(".*") or provided(key):  # a wildcard read may find nothing
+            # A wildcard read may find nothing; a covered read is another diagnostic's (SF503).
+            if key.endswith(".*") or provided(key) or covered(key):
                 continue
             ns = namespace(key)
+            in_source = cb.origin == "migrated" and provides(cb.source_stage)(key)
+            if ns in LEVELS:
+                message, hint = missing_metric(stage, cb, key, in_source)
+                diags.error("SF501", message, hint, stage=stage.name, callback=cb.name, key=key)
+                continue
             unknowable = (ns == "batch" and stage.batch_keys is None) or (
                 ns == "output" and not stage.handler.declared)
             message = (f"reads {key!r}, which nothing in this stage writes." +
@@ -84,21 +114,14 @@ def _check_keys(stage: StagePlan, diags: Diagnostics) -> None:
                               hint, stage=stage.name, callback=cb.name, key=key)
             else:
                 who = NAMESPACES.get(ns, f"a callback declaring writes=[{key!r}]")
-                diags.error("SF501", message, f"{key!r} comes from {who}; add what writes it "
-                            "or fix the key", stage=stage.name, callback=cb.name, key=key)
+                hint = f"{key!r} comes from {who}; add what writes it or fix the key"
+                diags.error("SF501", message + _migrated(cb, in_source),
+                            migration_hint(stage, cb) if in_source else hint,
+                            stage=stage.name, callback=cb.name, key=key)
 
 
-def _check_main_metric(stage: StagePlan, diags: Diagnostics) -> None:
-    if stage.is_infer:
-        return
-    key = f"metric.{stage.main_metric}"
-    writers = [k for cb in stage.callbacks for k in cb.writes] + list(stage.handler.writes)
-    if any(matches(w, key) for w in writers):
-        return
-    metrics = [w.split(".", 1)[1] for w in writers if w.startswith("metric.")]
-    diags.error("SF503", f"main_metric {stage.main_metric!r} is written by no callback of this "
-                "stage, so validation and checkpoints could not rank epochs." +
-                did_you_mean(stage.main_metric, metrics),
-                f"metrics written here: {', '.join(map(repr, metrics)) or 'none'}; add a "
-                "criterion or a metric callback, or change main_metric",
-                stage=stage.name, param="main_metric")
+def _migrated(cb: CallbackPlan, in_source: bool) -> str:
+    if cb.origin != "migrated":
+        return ""
+    where = ", where it is written" if in_source else ""
+    return f" The callback migrated from stage {cb.source_stage!r}{where}."

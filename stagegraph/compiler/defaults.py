@@ -5,8 +5,9 @@ Guarantees: each default is an explicit entry with origin ``default``, a ``targe
 class, ``module:Class``) and ``params``; a default is skipped when the stage already has a callback
 of the same ``kind`` or name, so a user's own callback replaces it instead of duplicating it.
 
-The runtime classes declare the same order, node, reads, writes and events; a test keeps the two
-in step (the compiler cannot import them: they need torch).
+The runtime classes declare the same order, node, reads, writes, claims, needs, watch and events;
+a test keeps the two in step (the compiler cannot import them: they need torch). Keys may hold the
+``{main_metric}`` placeholder, which the metric flow pass substitutes per stage.
 """
 
 from __future__ import annotations
@@ -35,6 +36,9 @@ class Default:
     writes: Callable[[dict[str, Any]], tuple[str, ...]] = lambda p: ()
     params: Callable[[StagePlan], dict[str, Any]] = lambda s: {}
     node: CallbackNode = CallbackNode.all
+    claims: Callable[[dict[str, Any]], tuple[str, ...]] = lambda p: ()
+    needs: tuple[str, ...] = ()
+    watch: str | None = None
 
 
 def _training(stage: StagePlan) -> bool:
@@ -57,6 +61,7 @@ DEFAULTS: tuple[Default, ...] = (
         params=_criterion_params,
         reads=lambda p: (f"output.{p['input_key']}", f"batch.{p['target_key']}"),
         writes=lambda p: (f"metric.{p['metric_key']}",),
+        claims=lambda p: (f"criterion:{p['metric_key']}",), needs=("criterion",),
     ),
     Default(
         name="metric_aggregation", cls="MetricAggregationCallback",
@@ -65,6 +70,7 @@ DEFAULTS: tuple[Default, ...] = (
         applies=lambda s, p, o: _training(s),
         reads=lambda p: ("metric.*",),
         writes=lambda p: ("loader_metric.*", "epoch_metric.*"),
+        claims=lambda p: ("metric_aggregation",),
     ),
     Default(
         name="optimizer", cls="OptimizerCallback", order=CallbackOrder.Optimizer,
@@ -73,6 +79,7 @@ DEFAULTS: tuple[Default, ...] = (
         params=lambda s: {"metric_key": "loss", "accumulation_steps": 1},
         reads=lambda p: (f"metric.{p['metric_key']}",),
         writes=lambda p: ("epoch_metric.lr",),
+        claims=lambda p: (f"optimizer:{p.get('optimizer_key') or ''}",), needs=("optimizer",),
     ),
     Default(
         name="validation", cls="ValidationManagerCallback", order=CallbackOrder.Validation,
@@ -80,13 +87,15 @@ DEFAULTS: tuple[Default, ...] = (
         applies=lambda s, p, o: _training(s),
         reads=lambda p: ("epoch_metric.*",),
         writes=lambda p: ("valid.metrics", "valid.is_best", "valid.best_metrics"),
+        claims=lambda p: ("validation",),
     ),
     Default(
         name="scheduler", cls="SchedulerCallback", order=CallbackOrder.Scheduler,
         events=("on_loader_start", "on_batch_end", "on_epoch_end"),
         applies=lambda s, p, o: _training(s) and "scheduler" in s.components,
         params=lambda s: {"mode": "epoch"},
-        reads=lambda p: ("valid.metrics",),
+        reads=lambda p: ("valid_metric.{main_metric}",),
+        claims=lambda p: (f"scheduler:{p.get('scheduler_key') or ''}",), needs=("scheduler",),
     ),
     Default(
         name="console", cls="ConsoleLogger", order=CallbackOrder.Logging,
@@ -102,14 +111,17 @@ DEFAULTS: tuple[Default, ...] = (
         applies=lambda s, p, o: _training(s) and p.logdir is not None,
         reads=lambda p: ("epoch_metric.*",),
         node=CallbackNode.master,
+        claims=lambda p: (f"files:{p.get('folder', 'logs')}/",), needs=("logdir",),
     ),
     Default(
         name="checkpoint", cls="CheckpointCallback", order=CallbackOrder.External,
         events=("on_stage_start", "on_epoch_end", "on_stage_end", "on_exception"),
         applies=lambda s, p, o: _training(s) and p.logdir is not None,
         params=lambda s: {"save_n_best": 1, "load_best_on_stage_end": False},
-        reads=lambda p: ("valid.metrics", "valid.is_best"),
+        reads=lambda p: ("valid_metric.{main_metric}", "valid.is_best"),
         node=CallbackNode.master,
+        claims=lambda p: (f"files:checkpoints/{p.get('prefix', '')}",), needs=("logdir",),
+        watch="{main_metric}",
     ),
 )
 
@@ -135,7 +147,8 @@ def _add(stage: StagePlan, plan: ExecutionPlan, options: dict[str, Any]) -> Stag
             order=int(default.order), node=default.node, scope=CallbackScope.stage,
             origin="default", declared_in=stage.name, reads=default.reads(params),
             writes=default.writes(params), events=default.events,
-            target=f"{RUNTIME}:{default.cls}", params=params,
+            target=f"{RUNTIME}:{default.cls}", params=params, claims=default.claims(params),
+            needs=default.needs, watch=default.watch,
         ))
     if not added:
         return stage

@@ -23,13 +23,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from stagegraph.compiler.diagnostics import Location
+from stagegraph.compiler.metrics import DERIVES
 
 #: Plan fields that never change what a run computes.
 IGNORED = frozenset({"hash", "diagnostics", "logdir", "verbose", "rank", "stages",
                      "stage_edges"})
 #: Stage fields compared as a whole elsewhere, or derived from what is compared.
 STAGE_DERIVED = frozenset({"name", "index", "callbacks", "loaders", "dispatch", "edges",
-                           "inversions", "migrations"})
+                           "inversions", "migrations", "metrics"})
 #: Callbacks that only print: present or not with ``verbose``.
 QUIET_KINDS = frozenset({"console"})
 
@@ -88,7 +89,8 @@ def _stage(saved: Mapping[str, Any], current: Mapping[str, Any]) -> list[Change]
                               f"changed from {_names(old_loaders)} to {_names(new_loaders)}"))
     changes += _callbacks(where.stage or "", _audible(saved), _audible(current))
     if not changes and _derived(saved) != _derived(current):
-        changes.append(Change(where, "callback ordering edges or dispatch tables changed"))
+        changes.append(Change(where, "callback ordering edges, dispatch tables or derived "
+                                     "metrics changed"))
     return changes
 
 
@@ -101,7 +103,9 @@ def _callbacks(stage: str, saved: list[Mapping[str, Any]], current: list[Mapping
     changes += [Change(Location(stage=stage, callback=n), f"callback removed ({old[n]['type']})")
                 for n in old if n not in new]
     for name in (n for n in new if n in old):
-        changes += _fields(old[name], new[name], {"name"}, Location(stage=stage, callback=name))
+        # The metric flow derives the aggregation's and validation's writes from the others.
+        skip = {"name", "writes"} if new[name].get("kind") in DERIVES else {"name"}
+        changes += _fields(old[name], new[name], skip, Location(stage=stage, callback=name))
     common_old = [n for n in old if n in new]
     common_new = [n for n in new if n in old]
     if common_old != common_new:
@@ -148,13 +152,16 @@ def _quiet(callback: Mapping[str, Any]) -> bool:
 
 
 def _derived(stage: Mapping[str, Any]) -> Any:
-    """Dispatch tables and edges without the quiet callbacks."""
+    """Dispatch tables, edges and derived metrics without the quiet callbacks."""
     quiet = {cb["name"] for cb in stage.get("callbacks", ()) if _quiet(cb)}
     dispatch = {event: [n for n in names if n not in quiet]
                 for event, names in stage.get("dispatch", {}).items()}
     edges = [e for key in ("edges", "inversions") for e in stage.get(key, ())
              if e["source"] not in quiet and e["target"] not in quiet]
-    return {k: v for k, v in dispatch.items() if v}, edges, stage.get("migrations")
+    derived = [cb.get("writes") for cb in stage.get("callbacks", ())
+               if cb.get("kind") in DERIVES]
+    return ({k: v for k, v in dispatch.items() if v}, edges, stage.get("migrations"),
+            stage.get("metrics"), derived)
 
 
 def _names(names: Sequence[str]) -> str:

@@ -14,6 +14,7 @@ NAMESPACES = {
     "metric": "batch metrics, written by callbacks",
     "loader_metric": "metrics aggregated over a loader",
     "epoch_metric": "metrics of the epoch, as '{loader}_{metric}'",
+    "valid_metric": "the validation manager: the valid loader's epoch metrics, by metric name",
     "valid": "the validation manager (valid metrics, best so far)",
     "state": "runner state such as early stop requests",
 }

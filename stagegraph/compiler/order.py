@@ -98,9 +98,9 @@ def _dataflow_edges(callbacks: tuple[CallbackPlan, ...]) -> list[EdgePlan]:
         for key in reader.reads:
             ns = namespace(key)
             if key.endswith(".*"):
-                candidates = by_namespace.get(ns, [])
-            else:
-                candidates = exact.get(key, []) + wildcards.get(ns, [])
+                edges.extend(_namespace_edges(key, reader, by_namespace.get(ns, [])))
+                continue
+            candidates = exact.get(key, []) + wildcards.get(ns, [])
             for written, writer in candidates:
                 if writer.name != reader.name:
                     edges.append(EdgePlan(
@@ -110,6 +110,31 @@ def _dataflow_edges(callbacks: tuple[CallbackPlan, ...]) -> list[EdgePlan]:
                                f"reads as {key!r}" if written != key else
                                f"{writer.name!r} writes {key!r}, which {reader.name!r} reads",
                     ))
+    return edges
+
+
+def _namespace_edges(key: str, reader: CallbackPlan,
+                     candidates: list[tuple[str, CallbackPlan]]) -> list[EdgePlan]:
+    """One edge per writer for a wildcard read ``ns.*``, however many of its keys it writes.
+
+    The metric flow gives the aggregation one key per loader and metric, so an edge per key
+    would multiply edges (and drawn labels) by the number of metrics.
+    """
+    by_writer: dict[str, list[str]] = {}
+    for key_written, writer in candidates:
+        if writer.name != reader.name:
+            by_writer.setdefault(writer.name, []).append(key_written)
+    edges = []
+    for name, written in by_writer.items():
+        first, more = written[0], len(written) - 1
+        what = (f"{first!r}" if not more else
+                f"{first!r} and {more} more {namespace(key)!r} key{'s' if more > 1 else ''}")
+        edges.append(EdgePlan(
+            source=name, target=reader.name, kind="dataflow",
+            key=key if more or first.endswith(".*") else first,
+            reason=f"{name!r} writes {what}, which {reader.name!r} reads as {key!r}"
+            if first != key else f"{name!r} writes {key!r}, which {reader.name!r} reads",
+        ))
     return edges
 
 

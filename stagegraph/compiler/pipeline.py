@@ -12,6 +12,7 @@ from stagegraph.compiler.defaults import defaults
 from stagegraph.compiler.diagnostics import Diagnostics
 from stagegraph.compiler.dispatch import dispatch
 from stagegraph.compiler.levels import lint_levels
+from stagegraph.compiler.metrics import metric_flow
 from stagegraph.compiler.migration import migration
 from stagegraph.compiler.order import callback_order
 from stagegraph.compiler.plan import ExecutionPlan, with_hash
@@ -30,6 +31,7 @@ def passes(*, verbose: bool = True) -> list[tuple[str, Pass]]:
         ("stage_graph", stage_graph),
         ("migration", migration),
         ("defaults", partial(defaults, verbose=verbose)),
+        ("metric_flow", metric_flow),
         ("callback_order", callback_order),
         ("rank_filter", rank_filter),
         ("dispatch", dispatch),

@@ -65,7 +65,7 @@ RULES: dict[str, Rule] = _rules(
     # Checks before running.
     Rule("SF501", "error", "a key is read that nothing in the stage writes"),
     Rule("SF502", "warning", "a key is read whose source cannot be known before the run"),
-    Rule("SF503", "error", "main_metric is written by no callback of the stage"),
+    Rule("SF503", "error", "main_metric is not a valid metric of the stage"),
     Rule("SF504", "error", "the valid_loader is not among the stage's loaders"),
     Rule("SF505", "error", "an inference stage has a training loader"),
     Rule("SF506", "warning", "a loader name has none of the known prefixes"),

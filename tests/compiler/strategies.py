@@ -11,7 +11,9 @@ import stagegraph as sg
 NAMES = ["pretrain", "train", "finetune", "infer", "étape 2", "a b", "🚀", ""]
 CALLBACK_NAMES = ["acc", "loss", "ckpt", "log", "x y", "ünï", "criterion", "optimizer"]
 KEYS = ["metric.loss", "metric.accuracy", "metric.*", "output.logits", "batch.targets",
-        "batch.features", "valid.metrics", "epoch_metric.*", "state.flag", "bad key", "nodot"]
+        "batch.features", "valid.metrics", "epoch_metric.*", "state.flag", "bad key", "nodot",
+        "valid_metric.{main_metric}", "valid_metric.loss", "loader_metric.*",
+        "epoch_metric.{valid_loader}_loss", "valid_metric.*"]
 LOADERS = ["train", "valid", "infer", "holdout", "train_extra", "valid2"]
 EVENTS = ["on_batch_end", "on_epoch_end", "on_stage_start", "on_epoch_ends"]
 

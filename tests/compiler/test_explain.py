@@ -23,8 +23,9 @@ def test_chain_through_dataflow() -> None:
         "in stage 'train', 'criterion' runs before 'validation':",
         "  criterion -> metric_aggregation: 'criterion' writes 'metric.loss', which "
         "'metric_aggregation' reads as 'metric.*' (dataflow)",
-        "  metric_aggregation -> validation: 'metric_aggregation' writes 'epoch_metric.*', "
-        "which 'validation' reads (dataflow)",
+        "  metric_aggregation -> validation: 'metric_aggregation' writes "
+        "'epoch_metric.train_accuracy' and 3 more 'epoch_metric' keys, which 'validation' reads "
+        "as 'epoch_metric.*' (dataflow)",
     ])
 
 

@@ -29,6 +29,7 @@ class MetricAggregationCallback(Callback):
     reads: ClassVar[tuple[str, ...]] = ("metric.*",)
     writes: ClassVar[tuple[str, ...]] = ("loader_metric.*", "epoch_metric.*")
     kind: ClassVar[str | None] = "metric_aggregation"
+    claims: ClassVar[tuple[str, ...]] = ("metric_aggregation",)
 
     def __init__(self, **declarations: Any) -> None:
         super().__init__(**declarations)

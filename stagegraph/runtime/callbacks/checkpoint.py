@@ -54,7 +54,10 @@ class CheckpointCallback(Callback):
     Files, per stage: ``{stage}.last.pth`` (every epoch), ``{stage}.best.pth`` (when the epoch is
     the best so far, ``runner.is_best_valid``), ``{stage}.epoch{N}.pth`` for the ``save_n_best``
     best epochs by the main valid metric (0 keeps none), and ``{stage}.exception.pth`` when the run
-    fails, for post-mortem (best and last are left alone). Each file is written atomically
+    fails, for post-mortem (best and last are left alone). ``prefix`` starts every file name
+    (``prefix="ema_"`` writes ``ema_{stage}.best.pth``), so two checkpoint callbacks of one stage
+    can write different files; each claims its prefix (``files:checkpoints/{prefix}``), and two
+    with the same prefix in a stage are an error. Each file is written atomically
     (temporary file in the same folder, fsync, ``os.replace``) and loads with
     ``torch.load(path, weights_only=True)``; see :func:`checkpoint_data` for its content. The
     model is unwrapped from DDP before saving. With ``load_best_on_stage_end=True`` the best
@@ -66,16 +69,22 @@ class CheckpointCallback(Callback):
 
     order: ClassVar[int] = CallbackOrder.External
     node: ClassVar[CallbackNode] = CallbackNode.master
-    reads: ClassVar[tuple[str, ...]] = ("valid.metrics", "valid.is_best")
+    reads: ClassVar[tuple[str, ...]] = ("valid_metric.{main_metric}", "valid.is_best")
     kind: ClassVar[str | None] = "checkpoint"
+    needs: ClassVar[tuple[str, ...]] = ("logdir",)
+    watch: ClassVar[str | None] = "{main_metric}"
 
     def __init__(self, save_n_best: int = 1, load_best_on_stage_end: bool = False,
-                 **declarations: Any) -> None:
+                 prefix: str = "", **declarations: Any) -> None:
         if not isinstance(save_n_best, int) or save_n_best < 0:
             raise ValueError(f"save_n_best must be an int >= 0, not {save_n_best!r}")
+        if not isinstance(prefix, str) or any(sep in prefix for sep in ("/", "\\")):
+            raise ValueError(f"prefix must be a file name prefix without '/', not {prefix!r}")
+        declarations.setdefault("claims", (f"files:checkpoints/{prefix}",))
         super().__init__(**declarations)
         self.save_n_best = save_n_best
         self.load_best_on_stage_end = load_best_on_stage_end
+        self.prefix = prefix
         self.folder: Path | None = None
         self.top: list[tuple[float, int, str]] = []  # (score, epoch, file name), best first
         self._restored = False
@@ -101,7 +110,7 @@ class CheckpointCallback(Callback):
                 self._best_in_memory = _cloned(state_of(runner.model))
             return
         data = torch_bytes(checkpoint_data(runner))
-        stage = runner.stage_name
+        stage = f"{self.prefix}{runner.stage_name}"
         self._write(f"{stage}.last.pth", data)
         if runner.is_best_valid:
             self._write(f"{stage}.best.pth", data)
@@ -115,7 +124,7 @@ class CheckpointCallback(Callback):
         if self.folder is None:
             load_state_into(runner.model, self._best_in_memory)
             return
-        best = self.folder / f"{runner.stage_name}.best.pth"
+        best = self.folder / f"{self.prefix}{runner.stage_name}.best.pth"
         if best.exists():
             state = torch.load(best, map_location="cpu", weights_only=True)
             load_state_into(runner.model, state["model"])
@@ -129,13 +138,14 @@ class CheckpointCallback(Callback):
             folder.mkdir(parents=True, exist_ok=True)
             data = checkpoint_data(runner)
             data["exception"] = repr(runner.exception)
-            atomic_write(folder / f"{runner.stage_name}.exception.pth", torch_bytes(data))
+            atomic_write(folder / f"{self.prefix}{runner.stage_name}.exception.pth",
+                         torch_bytes(data))
         except Exception as err:
             warnings.warn(f"could not write the exception checkpoint: {err!r}", stacklevel=2)
 
     def _keep_if_top(self, score: float, runner: Any, data: bytes) -> None:
         sign = 1.0 if runner.minimize_metric else -1.0
-        name = f"{runner.stage_name}.epoch{runner.epoch}.pth"
+        name = f"{self.prefix}{runner.stage_name}.epoch{runner.epoch}.pth"
         ranked = sorted([*self.top, (score, runner.epoch, name)],
                         key=lambda item: (sign * item[0], item[1]))
         kept, dropped = ranked[: self.save_n_best], ranked[self.save_n_best:]
@@ -162,8 +172,9 @@ class CheckpointCallback(Callback):
         self._restored = True
 
     def __repr__(self) -> str:
+        prefix = f", prefix={self.prefix!r}" if self.prefix else ""
         return (f"CheckpointCallback(save_n_best={self.save_n_best}, "
-                f"load_best_on_stage_end={self.load_best_on_stage_end})")
+                f"load_best_on_stage_end={self.load_best_on_stage_end}{prefix})")
 
 
 def _cloned(state: Any) -> Any:

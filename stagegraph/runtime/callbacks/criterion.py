@@ -13,7 +13,8 @@ class CriterionCallback(Callback):
 
     The value keeps its graph (it requires grad on train loaders) so that
     :class:`OptimizerCallback` can call ``backward`` on it. ``criterion_key`` picks one criterion
-    when ``runner.criterion`` is a dict of them.
+    when ``runner.criterion`` is a dict of them. One criterion callback per loss key and stage
+    (``claims``).
 
     >>> CriterionCallback(input_key="logits", target_key="targets").writes
     ('metric.loss',)
@@ -21,6 +22,7 @@ class CriterionCallback(Callback):
 
     order: ClassVar[int] = CallbackOrder.Metric
     kind: ClassVar[str | None] = "criterion"
+    needs: ClassVar[tuple[str, ...]] = ("criterion",)
 
     def __init__(
         self,
@@ -32,6 +34,7 @@ class CriterionCallback(Callback):
     ) -> None:
         declarations.setdefault("reads", (f"output.{input_key}", f"batch.{target_key}"))
         declarations.setdefault("writes", (f"metric.{metric_key}",))
+        declarations.setdefault("claims", (f"criterion:{metric_key}",))
         super().__init__(**declarations)
         self.input_key = input_key
         self.target_key = target_key

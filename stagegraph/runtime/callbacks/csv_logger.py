@@ -32,8 +32,10 @@ class CSVLogger(Callback):
     node: ClassVar[CallbackNode] = CallbackNode.master
     reads: ClassVar[tuple[str, ...]] = ("epoch_metric.*",)
     kind: ClassVar[str | None] = "csv_logger"
+    needs: ClassVar[tuple[str, ...]] = ("logdir",)
 
     def __init__(self, folder: str = "logs", **declarations: Any) -> None:
+        declarations.setdefault("claims", (f"files:{folder}/",))
         super().__init__(**declarations)
         self.folder = folder
         self.path: Path | None = None

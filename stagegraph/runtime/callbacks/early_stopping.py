@@ -17,14 +17,19 @@ class EarlyStoppingCallback(Callback):
     ``main_metric`` and ``minimize_metric``. The counters restart at each stage and are saved in
     checkpoints (:meth:`state_dict`). Not added by default: give it to the stages that need it.
 
+    It declares what it watches, so the compiler checks the metric exists in each stage it runs
+    in: ``reads`` the valid metric (``valid_metric.f1`` for ``metric="f1"``, else
+    ``valid_metric.{main_metric}``), ``watch`` the same name, ``watch_minimize`` = ``minimize``.
+    One early stopper per stage (``claims``).
+
     >>> EarlyStoppingCallback(patience=3, min_delta=1e-3).state_dict()
     {'best': None, 'wait': 0}
     """
 
     order: ClassVar[int] = CallbackOrder.External
-    reads: ClassVar[tuple[str, ...]] = ("valid.metrics",)
     writes: ClassVar[tuple[str, ...]] = ("state.need_early_stop",)
     kind: ClassVar[str | None] = "early_stopping"
+    claims: ClassVar[tuple[str, ...]] = ("early_stopping",)
 
     def __init__(self, patience: int = 3, min_delta: float = 0.0, metric: str | None = None,
                  minimize: bool | None = None, **declarations: Any) -> None:
@@ -32,6 +37,10 @@ class EarlyStoppingCallback(Callback):
             raise ValueError(f"patience must be an int >= 1, not {patience!r}")
         if min_delta < 0:
             raise ValueError(f"min_delta must be >= 0, not {min_delta!r}")
+        watched = metric or "{main_metric}"
+        declarations.setdefault("reads", (f"valid_metric.{watched}",))
+        declarations.setdefault("watch", watched)
+        declarations.setdefault("watch_minimize", minimize)
         super().__init__(**declarations)
         self.patience = patience
         self.min_delta = min_delta

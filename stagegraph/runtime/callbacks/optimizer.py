@@ -29,7 +29,8 @@ class OptimizerCallback(Callback):
     With a ``runner.scaler`` (mixed precision) the loss is scaled before backward and the gradients
     are unscaled before clipping. A loss that does not require grad is skipped (no backward, not
     counted). At epoch end the first parameter group's learning rate goes to
-    ``epoch_metrics["lr"]``. ``optimizer_key`` picks one optimizer from a dict of them.
+    ``epoch_metrics["lr"]``. ``optimizer_key`` picks one optimizer from a dict of them; one
+    callback per optimizer and stage (``claims``: two would step it twice per batch).
 
     ``nonfinite`` says what a NaN or infinite loss does: ``"stop"`` (the default) raises
     `NonFiniteLossError` before the step, so the run stops with the batch named and the last
@@ -41,6 +42,7 @@ class OptimizerCallback(Callback):
 
     order: ClassVar[int] = CallbackOrder.Optimizer
     kind: ClassVar[str | None] = "optimizer"
+    needs: ClassVar[tuple[str, ...]] = ("optimizer",)
 
     def __init__(
         self,
@@ -60,6 +62,7 @@ class OptimizerCallback(Callback):
             raise ValueError(f"nonfinite must be one of {NONFINITE}, not {nonfinite!r}")
         declarations.setdefault("reads", (f"metric.{metric_key}",))
         declarations.setdefault("writes", ("epoch_metric.lr",))
+        declarations.setdefault("claims", (f"optimizer:{optimizer_key or ''}",))
         super().__init__(**declarations)
         self.metric_key = metric_key
         self.accumulation_steps = accumulation_steps

@@ -29,12 +29,15 @@ class PredictionWriter(Callback):
     ``key_0 .. key_{c-1}``). Only ``infer*`` loaders are written unless ``loaders`` names others.
     Not added by default; in a distributed run the master writes the samples it saw. The data
     also stays in ``predictions[f"{stage}_{loader}"]``; without a logdir that is the only copy
-    (a warning says no file is written).
+    (a warning says no file is written). It declares ``needs=("logdir",)`` and claims its folder
+    (``files:predictions/``), so the compiler reports a run without a logdir, or two writers of
+    one folder in a stage.
     """
 
     order: ClassVar[int] = CallbackOrder.Logging
     node: ClassVar[CallbackNode] = CallbackNode.master
     kind: ClassVar[str | None] = "prediction_writer"
+    needs: ClassVar[tuple[str, ...]] = ("logdir",)
 
     def __init__(self, keys: Sequence[str] | None = None, input_keys: Sequence[str] = (),
                  format: str = "pt", argmax: bool = False, loaders: Sequence[str] | None = None,
@@ -43,6 +46,7 @@ class PredictionWriter(Callback):
             raise ValueError(f"format must be one of {FORMATS}, not {format!r}")
         outputs = tuple(f"output.{k}" for k in keys) if keys is not None else ("output.*",)
         declarations.setdefault("reads", (*outputs, *(f"batch.{k}" for k in input_keys)))
+        declarations.setdefault("claims", (f"files:{folder}/",))
         super().__init__(**declarations)
         self.keys = None if keys is None else tuple(keys)
         self.input_keys = tuple(input_keys)

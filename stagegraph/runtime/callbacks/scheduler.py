@@ -19,17 +19,21 @@ class SchedulerCallback(Callback):
     ``runner.valid_metrics[runner.main_metric]`` (so it needs ``mode="epoch"``). Runs in the
     Scheduler bucket, after the optimizer has stepped and the validation manager has filled
     ``valid_metrics``. A stage without a scheduler makes this callback a no-op.
-    ``scheduler_key`` picks one scheduler from a dict of them.
+    ``scheduler_key`` picks one scheduler from a dict of them; one callback per scheduler and stage
+    (``claims``). It declares the read of the main valid metric (``valid_metric.{main_metric}``),
+    which the plateau case needs: the compiler cannot tell a plateau scheduler from its factory.
     """
 
     order: ClassVar[int] = CallbackOrder.Scheduler
+    reads: ClassVar[tuple[str, ...]] = ("valid_metric.{main_metric}",)
     kind: ClassVar[str | None] = "scheduler"
+    needs: ClassVar[tuple[str, ...]] = ("scheduler",)
 
     def __init__(self, mode: str = "epoch", scheduler_key: str | None = None,
                  **declarations: Any) -> None:
         if mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, not {mode!r}")
-        declarations.setdefault("reads", ("valid.metrics",))
+        declarations.setdefault("claims", (f"scheduler:{scheduler_key or ''}",))
         super().__init__(**declarations)
         self.mode = mode
         self.scheduler_key = scheduler_key

@@ -27,6 +27,7 @@ class TensorBoardLogger(Callback):
     node: ClassVar[CallbackNode] = CallbackNode.master
     reads: ClassVar[tuple[str, ...]] = ("epoch_metric.*",)
     kind: ClassVar[str | None] = "tensorboard"
+    needs: ClassVar[tuple[str, ...]] = ("logdir",)
 
     def __init__(self, folder: str = "tensorboard", log_batch_every: int = 0,
                  **declarations: Any) -> None:
@@ -36,6 +37,7 @@ class TensorBoardLogger(Callback):
             raise ImportError(TENSORBOARD_HINT) from err
         if log_batch_every:
             declarations.setdefault("reads", ("epoch_metric.*", "metric.*"))
+        declarations.setdefault("claims", (f"files:{folder}/",))
         super().__init__(**declarations)
         self._writer_cls = SummaryWriter
         self.folder = folder

@@ -59,6 +59,7 @@ class ValidationManagerCallback(Callback):
     reads: ClassVar[tuple[str, ...]] = ("epoch_metric.*",)
     writes: ClassVar[tuple[str, ...]] = ("valid.metrics", "valid.is_best", "valid.best_metrics")
     kind: ClassVar[str | None] = "validation"
+    claims: ClassVar[tuple[str, ...]] = ("validation",)
 
     def __init__(self, **declarations: Any) -> None:
         super().__init__(**declarations)

@@ -172,6 +172,29 @@ def test_without_a_logdir_it_warns_and_keeps_the_best_weights_in_memory(
 def test_params_are_checked() -> None:
     with pytest.raises(ValueError, match="save_n_best"):
         CheckpointCallback(save_n_best=-1)
+    with pytest.raises(ValueError, match="prefix"):
+        CheckpointCallback(prefix="sub/")
+
+
+def test_two_checkpoints_with_different_prefixes_keep_their_own_files(tmp_path: Path) -> None:
+    runner = _runner(tmp_path)
+    plain_, ema = CheckpointCallback(save_n_best=1), CheckpointCallback(
+        save_n_best=2, load_best_on_stage_end=True, prefix="ema_")
+    assert plain_.claims == ("files:checkpoints/",) and ema.claims == ("files:checkpoints/ema_",)
+    _stage(runner, [ValidationManagerCallback(), plain_, ema], [0.5, 0.1, 0.3])
+    assert _files(tmp_path) == ["ema_train.best.pth", "ema_train.epoch2.pth",
+                                "ema_train.epoch3.pth", "ema_train.last.pth", "train.best.pth",
+                                "train.epoch2.pth", "train.last.pth"]
+    assert runner.model.bias.tolist() == [2.0, 2.0]  # loaded from ema_train.best.pth
+    runner.exception = RuntimeError("boom")
+    ema.on_exception(runner)
+    assert "ema_train.exception.pth" in _files(tmp_path)
+    assert "train.exception.pth" not in _files(tmp_path)
+    resumed = CheckpointCallback(save_n_best=2, prefix="ema_")
+    resumed.load_state_dict(ema.state_dict())
+    _stage(runner, [ValidationManagerCallback(), resumed], [0.05])
+    assert "ema_train.epoch3.pth" not in _files(tmp_path)  # dropped from the top 2
+    assert "train.epoch2.pth" in _files(tmp_path)  # the other callback's files are untouched
 
 
 def test_state_dict_keeps_the_ranking_across_a_resume(tmp_path: Path) -> None:
