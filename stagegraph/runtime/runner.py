@@ -199,6 +199,7 @@ class Runner(RunnerState):
         self.valid_loader = stage.valid_loader
         self.valid_metrics, self.best_valid_metrics, self.is_best_valid = {}, {}, False
         self.epoch, self.need_early_stop = 0, False
+        self.reset_loader_state()
         self._on_batch_start = binding.table("on_batch_start")
         self._on_batch_end = binding.table("on_batch_end")
 
