@@ -42,8 +42,11 @@ def test_validate_json(capsys: pytest.CaptureFixture[str]) -> None:
     items = json.loads(result.out)
     assert {d["code"] for d in items} == INVALID_CODES
     first = items[0]
-    assert set(first) == {"code", "severity", "location", "message", "hint"}
-    assert [sg.Diagnostic.model_validate(d) for d in items] == list(
+    assert set(first) == {"code", "severity", "location", "message", "hint", "default_level"}
+    assert [(d["code"], d["severity"], d["default_level"]) for d in items if d["code"] == "SF504"
+            ] == [("SF504", "error", "error")]
+    assert [sg.Diagnostic.model_validate({k: v for k, v in d.items() if k != "default_level"})
+            for d in items] == list(
         sg.compile(load_experiment(INVALID)).diagnostics)
 
 
