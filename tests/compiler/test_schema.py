@@ -74,7 +74,7 @@ def test_invalid_declarations() -> None:
     assert ("SF106", "c") in diags
 
 
-def test_misspelt_event_is_a_warning_with_did_you_mean() -> None:
+def test_misspelt_event_is_an_error_with_did_you_mean() -> None:
     class Typo(sg.Callback):
         def on_epoch_ends(self, runner: Any) -> None:
             pass
@@ -83,9 +83,9 @@ def test_misspelt_event_is_a_warning_with_did_you_mean() -> None:
     exp.add_stage("train", loaders=dict(LOADERS), callbacks={"typo": Typo()})
     plan = sg.compile(exp)
     (diag,) = [d for d in plan.diagnostics if d.code == "SF107"]
-    assert diag.severity is sg.Severity.warning
+    assert diag.severity is sg.Severity.error  # the hook would never be called: silently wrong
     assert "Did you mean 'on_epoch_end'?" in diag.message
-    assert plan.ok
+    assert not plan.ok
 
 
 def test_factory_arity_is_checked_without_calling() -> None:
