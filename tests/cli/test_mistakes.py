@@ -31,6 +31,9 @@ FLOW = "flow"  # metric dataflow precise to the name; built-in callbacks' declar
 CHECKS = "checks"  # SF301/303/401/510-516
 INFER = "infer"  # reads and writes inferred from callback source
 LINTS = "lints"  # SF107 an error by default
+#: The run refuses a callback that declares needs=("logdir",) (flow declares it on the built-in
+#: file writers) or that the compiler noted with SF510 (checks).
+EITHER = f"{FLOW} or {CHECKS}"
 
 
 @dataclass(frozen=True)
@@ -40,8 +43,8 @@ class Mistake:
     ``code`` ``None``: not the user's mistake — the file validates clean and runs. ``line``: a
     fragment of the first line reporting ``code`` (its level, code and location); ``also`` more
     fragments of that line; ``suggests``: the name its did-you-mean must offer; ``never``:
-    fragments it must not hold. ``needs`` / ``twin_needs``: the branches the mistake's
-    diagnostic / the twin's clean run still wait for.
+    fragments it must not hold. ``needs`` / ``twin_needs`` / ``run_needs``: the branches the
+    mistake's diagnostic / the twin's clean run / (SF510) the run's refusal still wait for.
     """
 
     mistake: str
@@ -53,6 +56,7 @@ class Mistake:
     never: tuple[str, ...] = ()
     needs: tuple[str, ...] = ()
     twin_needs: tuple[str, ...] = ()
+    run_needs: tuple[str, ...] = ()
 
     @property
     def path(self) -> str:
@@ -87,9 +91,11 @@ MISTAKES: tuple[Mistake, ...] = (
     Mistake("experiment-level scheduler reaching an infer stage (not built there)",
             "m07_infer_scheduler.py", None),
     Mistake("TensorBoardLogger and no logdir", "m08_tensorboard_no_logdir.py", "SF510",
-            "info[SF510] stage 'train' > callback 'tensorboard'", needs=(FLOW, CHECKS)),
+            "info[SF510] stage 'train' > callback 'tensorboard'", needs=(FLOW, CHECKS),
+            run_needs=(EITHER,)),
     Mistake("a checkpoint callback and no logdir", "m09_checkpoint_no_logdir.py", "SF510",
-            "info[SF510] stage 'train' > callback 'best'", needs=(FLOW, CHECKS)),
+            "info[SF510] stage 'train' > callback 'best'", needs=(FLOW, CHECKS),
+            run_needs=(EITHER,)),
     Mistake("a callback reads runner.batch_metrics[\"acc\"]; the metric is `accuracy`",
             "m10_batch_metric_typo.py", "SF501", "error[SF501] stage 'train' > callback 'report'",
             suggests="accuracy", needs=(INFER,)),
@@ -124,9 +130,9 @@ def _waits(branches: tuple[str, ...]) -> list[pytest.MarkDecorator]:
     return [pytest.mark.xfail(strict=True, reason=f"needs branch {' + '.join(branches)}")]
 
 
-def _cases(rows: list[Mistake], twin: bool = False) -> list[object]:
-    return [pytest.param(m, id=m.file.removesuffix(".py"),
-                         marks=_waits(m.twin_needs if twin else m.needs)) for m in rows]
+def _cases(rows: list[Mistake], needs: str = "needs") -> list[object]:
+    return [pytest.param(m, id=m.file.removesuffix(".py"), marks=_waits(getattr(m, needs)))
+            for m in rows]
 
 
 def validate(*args: str) -> Result:
@@ -135,11 +141,11 @@ def validate(*args: str) -> Result:
     return command("validate", *args, env={"PYTHONPATH": path})
 
 
-def reported(out: str, code: str) -> str:
-    """The first line reporting ``code``, and its hint line if there is one."""
+def reported(out: str, code: str, level: str = "") -> str:
+    """The first line reporting ``code`` (at ``level``), and its hint line if there is one."""
     lines = out.splitlines()
     for i, line in enumerate(lines):
-        if f"[{code}]" in line:
+        if f"{level}[{code}]" in line:
             hint = lines[i + 1] if i + 1 < len(lines) and lines[i + 1].startswith("  ") else ""
             return f"{line}\n{hint}" if hint else line
     raise AssertionError(f"no {code} in:\n{out}")
@@ -172,17 +178,17 @@ def test_without_a_logdir_validate_notes_it(mistake: Mistake) -> None:
     check_line(mistake, reported(result.out, "SF510"))
 
 
-@pytest.mark.parametrize("mistake", _cases([m for m in MISTAKES if m.deferred]))
+@pytest.mark.parametrize("mistake", _cases([m for m in MISTAKES if m.deferred], "run_needs"))
 def test_without_a_logdir_run_refuses_before_building_anything(
         mistake: Mistake, capsys: pytest.CaptureFixture[str]) -> None:
     result = cli(capsys, "run", mistake.path, "--device", "cpu", "--quiet")
     assert result.code == 1, result.text
     assert BUILT not in result.text
-    line = reported(result.err, "SF510")
-    assert line.startswith("error[SF510]") and "--logdir DIR" in line and "logdir=" in line
+    line = reported(result.err, "SF510", level="error")
+    assert "--logdir DIR" in line and "logdir=" in line
 
 
-@pytest.mark.parametrize("mistake", _cases(list(MISTAKES), twin=True))
+@pytest.mark.parametrize("mistake", _cases(list(MISTAKES), "twin_needs"))
 def test_the_twin_validates_clean_and_runs_to_the_end(
         mistake: Mistake, capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     twin, logdir = f"{mistake.path}:fixed", str(tmp_path / "logs")
