@@ -230,12 +230,19 @@ FACTORY_ARITY = {"model": (0,), "criterion": (0,), "optimizer": (0, 1), "schedul
 ACCEPTED_ARITY = {**FACTORY_ARITY, "criterion": (0, 2)}
 
 
+#: The experiment-level components an inference stage leaves out (its own are kept).
+INFER_SKIPS = ("optimizer", "scheduler")
+
+
 def _components(experiment: Experiment, stage: StageDef, diags: Diagnostics
                 ) -> dict[str, Literal["stage", "experiment"]]:
     found: dict[str, Literal["stage", "experiment"]] = {}
+    infer = isinstance(stage.name, str) and is_infer_stage(stage.name)
     for component in COMPONENTS:
         if stage.components.get(component) is not None:
             found[component] = "stage"
+        elif infer and component in INFER_SKIPS:
+            continue  # an inference stage steps nothing: the experiment's are not built there
         elif experiment.components.get(component) is not None:
             found[component] = "experiment"
         else:

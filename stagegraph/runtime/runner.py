@@ -209,7 +209,7 @@ class Runner(RunnerState):
         self._depth = _STAGE
         stage_def = self.experiment.stage(self.stage.name)
         set_global_seed(self.plan.seed)
-        built = self._builder.components(stage_def)
+        built = self._builder.components(stage_def, self.stage.components)
         self.model, self.criterion = built.model, built.criterion
         self.optimizer, self.scheduler = built.optimizer, built.scheduler
         set_global_seed(self.plan.seed)

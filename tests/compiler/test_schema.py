@@ -132,3 +132,17 @@ def test_device_defaults_to_the_experiments() -> None:
     exp.add_stage("train", loaders=dict(LOADERS))
     assert sg.compile(exp).device == "cpu"
     assert sg.compile(exp, device="cuda:0").device == "cuda:0"
+
+
+def test_an_infer_stage_leaves_out_the_experiment_optimizer_and_scheduler() -> None:
+    exp = sg.Experiment("x", model=object(), criterion=object(), optimizer=object(),
+                        scheduler=object())
+    exp.add_stage("train", loaders=dict(LOADERS))
+    exp.add_stage("infer", loaders={"infer": []})
+    exp.add_stage("infer_tuned", loaders={"infer": []}, optimizer=object())
+    plan = schema(exp, Diagnostics())
+    assert plan.stages[0].components == {"model": "experiment", "criterion": "experiment",
+                                         "optimizer": "experiment", "scheduler": "experiment"}
+    assert plan.stages[1].components == {"model": "experiment", "criterion": "experiment"}
+    assert plan.stages[2].components == {"model": "experiment", "criterion": "experiment",
+                                         "optimizer": "stage"}
