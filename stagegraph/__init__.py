@@ -35,7 +35,7 @@ from stagegraph.graph import (
 __version__ = "0.1.0"
 
 _LAZY = {"Runner": "stagegraph.runtime", "run": "stagegraph.runtime",
-         "callbacks": "stagegraph.runtime.callbacks"}
+         "callbacks": "stagegraph.callbacks"}
 
 
 def __getattr__(name: str) -> Any:

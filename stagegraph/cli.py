@@ -2,7 +2,8 @@
 
 Exit codes: 0 success; 1 the experiment has errors, could not be loaded, or the run failed;
 2 usage error; 130 interrupted; 141 the output pipe closed early. ``validate`` and ``plan``
-never import torch; ``run`` imports the runtime only when it starts.
+never import torch; ``run`` imports the runtime only when it starts. ``validate``'s output and
+``--explain`` live in `stagegraph.cli_validate`, running a plan in `stagegraph.cli_run`.
 """
 
 from __future__ import annotations
@@ -18,6 +19,16 @@ from typing import Any
 
 import stagegraph
 from stagegraph import launch
+from stagegraph.cli_run import run_plan
+from stagegraph.cli_validate import (
+    LOGDIR_HELP,
+    add_validate_parser,
+    explain_code,
+    print_validation,
+    report_before_run,
+    summary,
+    validate_args,
+)
 from stagegraph.compiler import ExecutionPlan, compile
 from stagegraph.graph.enums import RankKind
 from stagegraph.loading import LoadError, load_experiment
@@ -67,10 +78,7 @@ def build_parser() -> argparse.ArgumentParser:
     common = _common_options()
     compile_opts = _compile_options()
 
-    validate = sub.add_parser("validate", parents=[common, compile_opts],
-                              help="print every diagnostic; exit 1 on errors")
-    validate.add_argument("--format", choices=("text", "json"), default="text")
-    validate.set_defaults(command=cmd_validate)
+    add_validate_parser(sub, _compile_options(LOGDIR_HELP), cmd_validate)
 
     plan = sub.add_parser("plan", parents=[common, compile_opts],
                           help="print the plan, or write it as SVG, PNG, DOT or JSON")
@@ -113,12 +121,13 @@ def _common_options() -> argparse.ArgumentParser:
     return common
 
 
-def _compile_options() -> argparse.ArgumentParser:
+def _compile_options(logdir_help: str = "a log directory (adds checkpoint and CSV callbacks)"
+                     ) -> argparse.ArgumentParser:
     options = argparse.ArgumentParser(add_help=False)
     options.add_argument("--rank", choices=[r.value for r in RankKind], default="single",
                          help="the process to plan for (default: single)")
     options.add_argument("--device", help=DEVICE_HELP)
-    options.add_argument("--logdir", help="a log directory (adds checkpoint and CSV callbacks)")
+    options.add_argument("--logdir", metavar="DIR", help=logdir_help)
     return options
 
 
@@ -163,25 +172,11 @@ def _compile(args: argparse.Namespace, **options: Any) -> ExecutionPlan:
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    plan = _compile(args)
-    if args.format == "json":
-        print(json.dumps([d.model_dump(mode="json") for d in plan.diagnostics], indent=2))
-    else:
-        for diagnostic in plan.diagnostics:
-            print(diagnostic)
-        print(summary(plan))
-    return 0 if plan.ok else 1
-
-
-def summary(plan: ExecutionPlan) -> str:
-    """``experiment 'x': 2 error(s), 1 warning(s)`` or an ``ok`` line with the plan's size."""
-    callbacks = sum(len(s.callbacks) for s in plan.stages)
-    size = f"{len(plan.stages)} stage(s), {callbacks} callback(s)"
-    if not plan.diagnostics:
-        return f"ok: experiment {plan.experiment!r} has no problems ({size})"
-    counts = f"{len(plan.errors)} error(s), {len(plan.warnings)} warning(s)"
-    verdict = "has errors" if plan.errors else "is valid"
-    return f"experiment {plan.experiment!r} {verdict}: {counts} ({size})"
+    validate_args(args)
+    if args.explain is not None:
+        return explain_code(args)
+    return print_validation(_compile(args), json_format=args.format == "json",
+                            strict=args.strict)
 
 
 def cmd_plan(args: argparse.Namespace) -> int:
@@ -266,49 +261,14 @@ def cmd_run(args: argparse.Namespace) -> int:
             print(diagnostic, file=sys.stderr)
         print(f"not running: {summary(plan)}", file=sys.stderr)
         return 1
+    # Warnings and notes, printed once: under torchrun by the master rank (whose plan they are),
+    # so not by the process that `--ddp` starts torchrun from.
+    if (env.kind == "master") if env is not None else args.ddp is None:
+        report_before_run(plan)
     if args.ddp is not None:
         return launch.run_torchrun(launch.torchrun_command(args.ddp, launch.rank_arguments(args)))
     return run_plan(plan, check=args.check, show_traceback=args.traceback, resume=args.resume,
                     allow_plan_change=args.allow_plan_change)
-
-
-def run_plan(plan: ExecutionPlan, *, check: bool, show_traceback: bool,
-             resume: bool | str = False, allow_plan_change: bool = False) -> int:
-    """Run ``plan``; a failure prints where it happened and its cause, not a traceback."""
-    from stagegraph.runtime import Runner  # torch is imported here, and only here
-    from stagegraph.runtime.errors import RunError, StagegraphRuntimeError, plain_warnings
-
-    try:
-        with plain_warnings():
-            runner = Runner(plan, check=check, resume=resume, allow_plan_change=allow_plan_change)
-            if runner.resumed_from is not None:
-                print(f"resuming from {runner.resumed_from}: {runner.resume_position}",
-                      file=sys.stderr)
-            runner.run()
-    except StagegraphRuntimeError as err:  # PlanError, DeviceError, BindingError, RunError
-        if isinstance(err, RunError):
-            return _run_failed(err, show_traceback)
-        print(f"cannot run: {err}", file=sys.stderr)
-        return 1
-    except Exception as err:
-        return _run_failed(err, show_traceback)
-    return 0
-
-
-def _run_failed(err: Exception, show_traceback: bool) -> int:
-    cause = err.__cause__
-    if isinstance(cause, KeyboardInterrupt):
-        raise cause from None
-    if show_traceback:
-        traceback.print_exception(err)
-    # A RunError already says where and why ("run failed at stage 'train', epoch 3, ...").
-    message = str(err) if cause is not None else f"run failed: {type(err).__name__}: {err}"
-    print(f"error: {message}", file=sys.stderr)
-    described = f"{type(cause).__name__}: {cause}"
-    if cause is not None and described not in message:
-        print(f"  caused by {described}", file=sys.stderr)
-    print("  hint: rerun with --traceback for the full Python traceback", file=sys.stderr)
-    return 1
 
 
 def _report_load_error(err: LoadError, args: argparse.Namespace) -> None:

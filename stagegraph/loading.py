@@ -47,10 +47,11 @@ class LoadProblem:
         return f"{text}\n  hint: {self.hint}" if self.hint else text
 
     def to_json(self) -> dict[str, Any]:
-        """The shape of a `Diagnostic` dump, with a file location instead of a plan location."""
+        """The shape of ``validate --format json``'s items, with a file location instead of a
+        plan location."""
         return {"code": self.code, "severity": "error",
                 "location": {"file": self.file, "line": self.line, "column": self.column},
-                "message": self.message, "hint": self.hint}
+                "message": self.message, "hint": self.hint, "default_level": "error"}
 
 
 class LoadError(Exception):

@@ -24,7 +24,7 @@ from stagegraph.compiler.plan import (
     LoaderPlan,
     StagePlan,
 )
-from stagegraph.compiler.rules import LEVELS, RULES
+from stagegraph.compiler.rules import LEVELS, RULES, closest_code
 from stagegraph.graph.callback import Callback, overridden_events
 from stagegraph.graph.enums import (
     EVENT_METHODS,
@@ -230,12 +230,19 @@ FACTORY_ARITY = {"model": (0,), "criterion": (0,), "optimizer": (0, 1), "schedul
 ACCEPTED_ARITY = {**FACTORY_ARITY, "criterion": (0, 2)}
 
 
+#: The experiment-level components an inference stage leaves out (its own are kept).
+INFER_SKIPS = ("optimizer", "scheduler")
+
+
 def _components(experiment: Experiment, stage: StageDef, diags: Diagnostics
                 ) -> dict[str, Literal["stage", "experiment"]]:
     found: dict[str, Literal["stage", "experiment"]] = {}
+    infer = isinstance(stage.name, str) and is_infer_stage(stage.name)
     for component in COMPONENTS:
         if stage.components.get(component) is not None:
             found[component] = "stage"
+        elif infer and component in INFER_SKIPS:
+            continue  # an inference stage steps nothing: the experiment's are not built there
         elif experiment.components.get(component) is not None:
             found[component] = "experiment"
         else:
@@ -398,9 +405,9 @@ def _decl_hint(field: str) -> str:
 def _check_event_names(callback: Callback, diags: Diagnostics, where: dict[str, str]) -> None:
     cls: type = type(callback)
     for attr in _unknown_event_like(cls):
-        diags.warning("SF107", f"method {attr!r} looks like an event but is not one, so it "
-                      "is never called." + did_you_mean(attr, EVENT_METHODS),
-                      f"events are: {', '.join(EVENT_METHODS)}", **where)
+        diags.error("SF107", f"method {attr!r} looks like an event but is not one, so it "
+                    "is never called." + did_you_mean(attr, EVENT_METHODS),
+                    f"events are: {', '.join(EVENT_METHODS)}", **where)
 
 
 @functools.lru_cache(maxsize=1024)
@@ -420,19 +427,20 @@ def lint_levels(value: Any, diags: Diagnostics, **where: str) -> dict[str, str]:
     levels: dict[str, str] = {}
     for code, level in value.items():
         if code not in RULES:
+            guess = closest_code(code)
             diags.error("SF111", f"lints names an unknown code {code!r}."
-                        + did_you_mean(code, RULES),
+                        + (f" Did you mean {guess!r}?" if guess else ""),
                         "`stagegraph validate --explain CODE` describes a code", param="lints",
                         **where)
         elif level not in LEVELS:
             diags.error("SF111", f"lints gives {code} the unknown level {level!r}."
                         + did_you_mean(level, LEVELS),
                         f"levels are: {', '.join(LEVELS)}", param="lints", **where)
-        elif RULES[code].fixed and level != "error":
-            diags.error("SF111", f"{code} cannot be lowered to {level!r}: the plan could not "
-                        "run at all", f"fix what {code} reports instead; "
-                        f"`stagegraph validate --explain {code}` says how", param="lints",
-                        **where)
+        elif RULES[code].fixed and level != RULES[code].default:
+            diags.error("SF111", f"{code} is fixed at {RULES[code].default!r} and cannot be set "
+                        f"to {level!r}: {RULES[code].why_fixed}", f"fix what {code} reports "
+                        f"instead; `stagegraph validate --explain {code}` says how",
+                        param="lints", **where)
         else:
             levels[str(code)] = str(level)
     return dict(sorted(levels.items()))

@@ -41,18 +41,33 @@ class CallbackOrder(IntEnum):
 
 
 class CallbackNode(str, Enum):
-    """Which processes of a distributed run execute a callback."""
+    """Which processes of a distributed run execute a callback.
+
+    Catalyst's capitalised spellings are aliases of the same members, so a callback written for
+    Catalyst works unchanged; plans show the canonical lower-case value.
+
+    >>> CallbackNode.Master is CallbackNode.master
+    True
+    """
 
     all = "all"
     master = "master"
     worker = "worker"
+    All = "all"
+    Master = "master"
+    Worker = "worker"
 
 
 class CallbackScope(str, Enum):
-    """`experiment`-scoped callbacks migrate to the following stages; `stage` ones do not."""
+    """`experiment`-scoped callbacks migrate to the following stages; `stage` ones do not.
+
+    ``CallbackScope.Experiment`` and ``CallbackScope.Stage`` (Catalyst's spellings) are aliases.
+    """
 
     stage = "stage"
     experiment = "experiment"
+    Stage = "stage"
+    Experiment = "experiment"
 
 
 class RankKind(str, Enum):

@@ -9,14 +9,17 @@ an `nn.Module` but a callable of the predictions (it cannot be called without ar
 as it is.
 
 The experiment-level model is built once and kept, so its weights carry over from stage to
-stage; a stage's own ``model=`` replaces it for that stage only.
+stage; a stage's own ``model=`` replaces it for that stage only. Only the components the stage's
+plan lists are built: the compiler leaves the experiment-level optimizer and scheduler out of an
+inference stage, which steps nothing (a stage's own ``optimizer=`` / ``scheduler=`` there is
+built, since the user asked for it by name).
 """
 
 from __future__ import annotations
 
 import functools
 import inspect
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -49,14 +52,18 @@ class ComponentBuilder:
         self.device = device
         self._shared_model: Any = _NOT_BUILT
 
-    def components(self, stage: StageDef) -> Components:
-        """Model (on the device), criterion, optimizer (given the model), scheduler."""
-        model = self._model(stage)
-        criterion = self._build(stage, "criterion")
+    def components(self, stage: StageDef, listed: Collection[str]) -> Components:
+        """Model (on the device), criterion, optimizer (given the model), scheduler.
+
+        ``listed``: the components the stage's plan has (``StagePlan.components``); any other
+        is ``None``, unbuilt.
+        """
+        model = self._model(stage) if "model" in listed else None
+        criterion = self._build(stage, "criterion") if "criterion" in listed else None
         if isinstance(criterion, nn.Module):
             criterion = criterion.to(self.device)
-        optimizer = self._build(stage, "optimizer", model)
-        scheduler = self._build(stage, "scheduler", optimizer)
+        optimizer = self._build(stage, "optimizer", model) if "optimizer" in listed else None
+        scheduler = self._build(stage, "scheduler", optimizer) if "scheduler" in listed else None
         return Components(model, criterion, optimizer, scheduler)
 
     def loaders(self, stage: StageDef) -> dict[str, Any]:

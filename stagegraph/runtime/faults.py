@@ -1,9 +1,11 @@
 """Run-time failures explained: what a raw error inside a run means, and how to fix it.
 
 The runner calls :func:`explain` only once a run has failed, so none of this costs anything per
-batch. It recognises a callback or batch handler reading a key the model's output or the batch
-does not have (a ``KeyError``), a batch handler that returned something other than a dict, and a
-loader that is not iterable; anything else keeps its own message.
+batch. It recognises a callback reading a batch metric, output or batch key that the plan says a
+callback of the stage writes (too late: the writer runs after the reader), a callback or batch
+handler reading a key the model's output or the batch does not have (a ``KeyError``), a batch
+handler that returned something other than a dict, and a loader that is not iterable; anything
+else keeps its own message.
 """
 
 from __future__ import annotations
@@ -17,7 +19,8 @@ def explain(err: BaseException, runner: Any, where: Mapping[str, object]) -> str
     callback = where.get("callback")
     reads = _reads(runner, callback) if isinstance(callback, str) else ()
     if "batch" in where and type(err) is KeyError and len(err.args) == 1:
-        return _missing_key(err.args[0], runner, callback, reads)
+        return (_written_later(err.args[0], runner, callback, where.get("event"))
+                or _missing_key(err.args[0], runner, callback, reads))
     if "batch" in where and isinstance(err, (TypeError, IndexError)) and isinstance(callback, str):
         return _not_a_mapping(runner, callback, reads)
     if "batch" in where and callback is None and isinstance(err, (TypeError, AttributeError)):
@@ -33,6 +36,66 @@ def _reads(runner: Any, callback: str) -> tuple[str, ...]:
         return tuple(stage.callback(callback).reads) if stage is not None else ()
     except KeyError:
         return ()
+
+
+#: The runner's per-batch dicts by key namespace, and how a message names a key in them.
+_BATCH_DICTS = (("metric", "batch_metrics", "batch metric"), ("output", "output", "output key"),
+                ("batch", "input", "batch key"))
+
+
+def _written_later(key: object, runner: Any, callback: object, event: object) -> str | None:
+    """A key some callback of the stage writes, missing when ``callback`` read it."""
+    stage = getattr(runner, "stage", None)
+    if not isinstance(key, str) or not isinstance(callback, str) or stage is None:
+        return None
+    names = [cb.name for cb in stage.callbacks]
+    if callback not in names:
+        return None
+    for namespace, attribute, what in _BATCH_DICTS:
+        values = getattr(runner, attribute, None)
+        if not isinstance(values, Mapping) or key in values:
+            continue
+        full = f"{namespace}.{key}"
+        writers = [cb for cb in stage.callbacks if cb.name != callback and (
+            full in cb.writes or any(a.key == full and a.access == "write" for a in cb.inferred))]
+        if writers:
+            return _writer_message(full, what, runner, callback, event, names, writers)
+    return None
+
+
+def _writer_message(full: str, what: str, runner: Any, callback: str, event: object,
+                    names: list[str], writers: list[Any]) -> str:
+    key = full.split(".", 1)[1]
+    position = names.index(callback)
+    # Ordering helps only a writer that writes in the event the reader failed in.
+    later = [cb.name for cb in writers if names.index(cb.name) > position and event in cb.events]
+    head = f"KeyError: {key!r}: callback {callback!r} reads {what} {key!r}"
+    if later:
+        who = _names(later)
+        return (f"{head}, which {who} {_verb(later)} in stage {runner.stage_name!r}, but "
+                f"{_runs(later)} after {callback!r}; declare reads=[{full!r}] on {callback!r} "
+                f"so the compiler orders it after its writer, or fix the order "
+                f"(after=[{later[0]!r}] on {callback!r})")
+    earlier = [cb.name for cb in writers]
+    events = sorted({e for cb in writers for e in cb.events})
+    return (f"{head}, which {_names(earlier)} {_verb(earlier)} in stage "
+            f"{runner.stage_name!r} (in {', '.join(events) or 'its events'}), but had not "
+            f"written yet when {callback!r} read it in {event or 'an event'} on loader "
+            f"{runner.loader_name!r}; read it in a later event, or make the writer write it "
+            "for every batch of this loader")
+
+
+def _names(names: list[str]) -> str:
+    quoted = ", ".join(repr(n) for n in names)
+    return f"callback {quoted}" if len(names) == 1 else f"callbacks {quoted}"
+
+
+def _verb(names: list[str]) -> str:
+    return "writes" if len(names) == 1 else "write"
+
+
+def _runs(names: list[str]) -> str:
+    return "it runs" if len(names) == 1 else "they run"
 
 
 def _missing_key(key: object, runner: Any, callback: object, reads: tuple[str, ...]

@@ -4,14 +4,19 @@ A plan made by `stagegraph.compile` knows its experiment. A plan read from JSON 
 experiment must be passed, and compiling it again must give the same hash, or the plan is
 refused. A ``logdir`` or ``device`` other than the plan's is applied by compiling again, because
 defaults such as checkpointing and CSV logging depend on them.
+
+A plan compiled without a logdir cannot know the run's, so the compiler only notes (``SF510`` at
+level ``info``) a callback that needs one; a run without a logdir refuses such a plan here, before
+anything is built, unless the experiment lowered ``SF510`` for that callback.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from stagegraph.compiler.diagnostics import Diagnostic, Location, Severity
 from stagegraph.compiler.pipeline import compile as compile_experiment
-from stagegraph.compiler.plan import ExecutionPlan
+from stagegraph.compiler.plan import ExecutionPlan, StagePlan
 from stagegraph.graph.experiment import Experiment
 from stagegraph.runtime.errors import PlanError
 
@@ -43,7 +48,54 @@ def runnable_plan(
         plan = _recompile(plan, plan.experiment_object, **changes)
     if not plan.ok:
         raise PlanError.from_diagnostics(plan.experiment, plan.errors)
+    missing = missing_logdir(plan)
+    if missing:
+        raise PlanError(f"the plan for experiment {plan.experiment!r} needs a logdir and has "
+                        "none, so nothing was built or run:", missing)
     return plan
+
+
+LOGDIR_HINT = ("give the run a logdir: `stagegraph run EXP --logdir DIR` on the command line, or "
+               "logdir=DIR to stagegraph.run(...), Runner(plan, logdir=...) or "
+               "stagegraph.compile(...) in Python")
+
+
+def missing_logdir(plan: ExecutionPlan) -> tuple[Diagnostic, ...]:
+    """``SF510`` errors for the callbacks that need a logdir when ``plan`` has none.
+
+    A callback needs one when it declares ``needs=("logdir",)`` or the compiler noted it
+    (``SF510`` at level ``info``). One whose ``SF510`` level the experiment set to anything but
+    ``error`` (its callback, stage or experiment ``lints``) runs without.
+    """
+    if plan.logdir is not None:
+        return ()
+    noted = {(d.location.stage, d.location.callback): d.message for d in plan.diagnostics
+             if d.code == "SF510" and d.severity is Severity.info}
+    found: dict[tuple[str | None, str | None], str] = {}
+    for stage in plan.stages:
+        for cb in stage.callbacks:
+            place = (stage.name, cb.name)
+            if place in noted or "logdir" in cb.needs:
+                found[place] = noted.get(place, f"callback {cb.name!r} needs a logdir (it "
+                                         "writes files there), and the run has none")
+    found.update((place, message) for place, message in noted.items() if place not in found)
+    stages = {stage.name: stage for stage in plan.stages}
+    return tuple(
+        Diagnostic(code="SF510", severity=Severity.error, message=message, hint=LOGDIR_HINT,
+                   location=Location(stage=stage, callback=callback))
+        for (stage, callback), message in found.items()
+        if _level(plan, stages.get(stage or ""), callback) in (None, "error"))
+
+
+def _level(plan: ExecutionPlan, stage: StagePlan | None, callback: str | None) -> str | None:
+    """The ``SF510`` level the experiment set for this place (callback > stage > experiment)."""
+    if stage is not None:
+        for cb in stage.callbacks:
+            if cb.name == callback and "SF510" in cb.lints:
+                return cb.lints["SF510"]
+        if "SF510" in stage.lints:
+            return stage.lints["SF510"]
+    return plan.lints.get("SF510")
 
 
 def _options(plan: ExecutionPlan) -> dict[str, Any]:

@@ -199,6 +199,7 @@ class Runner(RunnerState):
         self.valid_loader = stage.valid_loader
         self.valid_metrics, self.best_valid_metrics, self.is_best_valid = {}, {}, False
         self.epoch, self.need_early_stop = 0, False
+        self.reset_loader_state()
         self._on_batch_start = binding.table("on_batch_start")
         self._on_batch_end = binding.table("on_batch_end")
 
@@ -208,7 +209,7 @@ class Runner(RunnerState):
         self._depth = _STAGE
         stage_def = self.experiment.stage(self.stage.name)
         set_global_seed(self.plan.seed)
-        built = self._builder.components(stage_def)
+        built = self._builder.components(stage_def, self.stage.components)
         self.model, self.criterion = built.model, built.criterion
         self.optimizer, self.scheduler = built.optimizer, built.scheduler
         set_global_seed(self.plan.seed)

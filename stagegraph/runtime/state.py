@@ -81,3 +81,19 @@ class RunnerState:
         self.input: Any = None
         self.output: Any = None
         self.batch_metrics: dict[str, Any] = {}
+
+    def reset_loader_state(self) -> None:
+        """No loader yet: what a stage's first events see (the seed resets these per stage too).
+
+        Without it, ``on_stage_start`` and the first ``on_epoch_start`` of a later stage would
+        still show the previous stage's last loader (``loader_name == "valid"``,
+        ``is_valid_loader``...).
+        """
+        self.loader_name = None
+        self.loader_len = 0
+        self.loader_batch_size = 0
+        self.loader_batch_step = self.loader_sample_step = 0
+        self.is_train_loader = self.is_valid_loader = self.is_infer_loader = False
+        self.batch_size = 0
+        self.input = self.output = None
+        self.batch_metrics, self.loader_metrics, self.epoch_metrics = {}, {}, {}

@@ -31,8 +31,8 @@ def test_validate_prints_every_diagnostic_at_once(capsys: pytest.CaptureFixture[
     assert ("error[SF202] stage 'finetune' > param 'after': stage 'finetune' follows unknown "
             "stage 'trian'. Did you mean 'train'?") in lines
     assert "  hint: stages are: 'train', 'finetune'" in lines
-    assert any(h.startswith("warning[SF107] stage 'train' > callback 'a': ") for h in heads)
-    assert lines[-1] == ("experiment 'broken' has errors: 5 error(s), 3 warning(s) "
+    assert any(h.startswith("error[SF107] stage 'train' > callback 'a': ") for h in heads)
+    assert lines[-1] == ("experiment 'broken' has errors: 8 error(s), 0 warning(s) "
                          "(2 stage(s), 11 callback(s))")
 
 
@@ -42,8 +42,11 @@ def test_validate_json(capsys: pytest.CaptureFixture[str]) -> None:
     items = json.loads(result.out)
     assert {d["code"] for d in items} == INVALID_CODES
     first = items[0]
-    assert set(first) == {"code", "severity", "location", "message", "hint"}
-    assert [sg.Diagnostic.model_validate(d) for d in items] == list(
+    assert set(first) == {"code", "severity", "location", "message", "hint", "default_level"}
+    assert [(d["code"], d["severity"], d["default_level"]) for d in items if d["code"] == "SF504"
+            ] == [("SF504", "error", "error")]
+    assert [sg.Diagnostic.model_validate({k: v for k, v in d.items() if k != "default_level"})
+            for d in items] == list(
         sg.compile(load_experiment(INVALID)).diagnostics)
 
 
@@ -72,7 +75,7 @@ def test_plan_with_errors_still_prints_and_exits_1(capsys: pytest.CaptureFixture
     result = cli(capsys, "plan", INVALID)
     assert result.code == 1
     assert "stage 1/2 'train'" in result.out
-    assert "diagnostics (5 error(s), 3 warning(s)):" in result.out
+    assert "diagnostics (8 error(s), 0 warning(s)):" in result.out
 
 
 @pytest.mark.parametrize(("rank", "has_report"), [("single", True), ("master", True),
@@ -118,7 +121,7 @@ def test_plan_with_errors_is_written_and_exits_1(capsys: pytest.CaptureFixture[s
     out = tmp_path / "plan.json"
     result = cli(capsys, "plan", INVALID, "-o", str(out))
     assert result.code == 1
-    assert len(sg.ExecutionPlan.model_validate_json(out.read_text()).errors) == 5
+    assert len(sg.ExecutionPlan.model_validate_json(out.read_text()).errors) == 8
     assert "error[SF402]" in result.err
 
 
@@ -197,7 +200,7 @@ def test_explain_unknown(capsys: pytest.CaptureFixture[str], stage: str, a: str,
 def test_explain_notes_errors_in_the_plan(capsys: pytest.CaptureFixture[str]) -> None:
     result = cli(capsys, "explain", INVALID, "--stage", "train", "criterion", "validation")
     assert result.code == 0
-    assert "note: the plan has 5 error(s)" in result.err
+    assert "note: the plan has 8 error(s)" in result.err
 
 
 # --- schema and usage ------------------------------------------------------------------------

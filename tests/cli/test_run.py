@@ -19,6 +19,14 @@ def test_run_trains_and_exits_0(capsys: pytest.CaptureFixture[str], tmp_path: Pa
     assert (tmp_path / "run").is_dir()
 
 
+def test_run_prints_warnings_then_trains(capsys: pytest.CaptureFixture[str]) -> None:
+    result = cli(capsys, "run", f"{TINY}:with_holdout", "--quiet", "--check", "--device", "cpu")
+    assert result.code == 0, result.err
+    lines = result.err.splitlines()
+    assert lines[0].startswith("warning[SF506] stage 'train' > loader 'holdout': ")
+    assert lines[2].startswith("running: experiment 'tiny' is valid: 0 error(s), 1 warning(s)")
+
+
 def test_quiet_check_run(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     result = cli(capsys, "run", TINY, "--quiet", "--check", "--device", "cpu")
     assert result.code == 0, result.err

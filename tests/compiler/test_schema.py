@@ -74,7 +74,7 @@ def test_invalid_declarations() -> None:
     assert ("SF106", "c") in diags
 
 
-def test_misspelt_event_is_a_warning_with_did_you_mean() -> None:
+def test_misspelt_event_is_an_error_with_did_you_mean() -> None:
     class Typo(sg.Callback):
         def on_epoch_ends(self, runner: Any) -> None:
             pass
@@ -83,9 +83,9 @@ def test_misspelt_event_is_a_warning_with_did_you_mean() -> None:
     exp.add_stage("train", loaders=dict(LOADERS), callbacks={"typo": Typo()})
     plan = sg.compile(exp)
     (diag,) = [d for d in plan.diagnostics if d.code == "SF107"]
-    assert diag.severity is sg.Severity.warning
+    assert diag.severity is sg.Severity.error  # the hook would never be called: silently wrong
     assert "Did you mean 'on_epoch_end'?" in diag.message
-    assert plan.ok
+    assert not plan.ok
 
 
 def test_factory_arity_is_checked_without_calling() -> None:
@@ -132,3 +132,17 @@ def test_device_defaults_to_the_experiments() -> None:
     exp.add_stage("train", loaders=dict(LOADERS))
     assert sg.compile(exp).device == "cpu"
     assert sg.compile(exp, device="cuda:0").device == "cuda:0"
+
+
+def test_an_infer_stage_leaves_out_the_experiment_optimizer_and_scheduler() -> None:
+    exp = sg.Experiment("x", model=object(), criterion=object(), optimizer=object(),
+                        scheduler=object())
+    exp.add_stage("train", loaders=dict(LOADERS))
+    exp.add_stage("infer", loaders={"infer": []})
+    exp.add_stage("infer_tuned", loaders={"infer": []}, optimizer=object())
+    plan = schema(exp, Diagnostics())
+    assert plan.stages[0].components == {"model": "experiment", "criterion": "experiment",
+                                         "optimizer": "experiment", "scheduler": "experiment"}
+    assert plan.stages[1].components == {"model": "experiment", "criterion": "experiment"}
+    assert plan.stages[2].components == {"model": "experiment", "criterion": "experiment",
+                                         "optimizer": "stage"}

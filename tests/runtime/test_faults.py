@@ -13,7 +13,7 @@ from torch import nn
 
 import stagegraph as sg
 from stagegraph.runtime import RunError
-from stagegraph.runtime.callbacks import OptimizerCallback
+from stagegraph.runtime.callbacks import AccuracyCallback, OptimizerCallback
 from stagegraph.runtime.errors import NonFiniteLossError, StagegraphWarning
 from stagegraph.runtime.resume import ResumeStore
 
@@ -196,3 +196,61 @@ def test_a_loader_that_is_not_iterable() -> None:
         "run failed at stage 'train', epoch 1, loader 'train': loader 'train' is float, which is "
         "not iterable; a loader is a DataLoader or any iterable of batches, or a function "
         "returning one")
+
+
+class ReadsLate(sg.Callback):
+    """Reads ``runner.<where>[key]`` with a key the compiler cannot see; declares nothing."""
+
+    def __init__(self, where: str, key: str, event: str = "on_batch_end", **kw: Any) -> None:
+        super().__init__(**kw)
+        self.where, self.key = where, key
+        setattr(self, event, self.read)
+
+    def read(self, runner: Any) -> None:
+        getattr(runner, self.where)[self.key]
+
+
+class WritesProbs(sg.Callback):
+    order = sg.CallbackOrder.Metric
+    writes = ("output.probs",)
+
+    def on_batch_end(self, runner: Any) -> None:
+        runner.output["probs"] = runner.output["logits"].softmax(1)
+
+
+def test_a_batch_metric_read_before_its_writer_runs_names_the_writer_and_the_fix() -> None:
+    reader = ReadsLate("batch_metrics", "accuracy", order=sg.CallbackOrder.Internal)
+    text = failure(experiment(sg.SupervisedHandler(), reader=reader,
+                              accuracy=AccuracyCallback()))
+    assert text == (
+        "run failed at stage 'train', epoch 1, loader 'train', batch 1, callback 'reader' "
+        "(on_batch_end): KeyError: 'accuracy': callback 'reader' reads batch metric 'accuracy', "
+        "which callback 'accuracy' writes in stage 'train', but it runs after 'reader'; declare "
+        "reads=['metric.accuracy'] on 'reader' so the compiler orders it after its writer, or "
+        "fix the order (after=['accuracy'] on 'reader')")
+
+
+def test_an_output_key_a_later_callback_writes() -> None:
+    reader = ReadsLate("output", "probs", order=sg.CallbackOrder.Internal)
+    text = failure(experiment(sg.SupervisedHandler(), reader=reader, probs=WritesProbs()))
+    assert "KeyError: 'probs': callback 'reader' reads output key 'probs', which callback " \
+           "'probs' writes in stage 'train', but it runs after 'reader'; declare " \
+           "reads=['output.probs'] on 'reader'" in text
+
+
+def test_a_batch_metric_read_in_an_event_before_the_one_that_writes_it() -> None:
+    reader = ReadsLate("batch_metrics", "accuracy", event="on_batch_start")
+    text = failure(experiment(sg.SupervisedHandler(), accuracy=AccuracyCallback(),
+                              reader=reader))
+    assert text.endswith(
+        "callback 'reader' (on_batch_start): KeyError: 'accuracy': callback 'reader' reads "
+        "batch metric 'accuracy', which callback 'accuracy' writes in stage 'train' (in "
+        "on_batch_end), but had not written yet when 'reader' read it in on_batch_start on "
+        "loader 'train'; read it in a later event, or make the writer write it for every batch "
+        "of this loader")
+
+
+def test_a_batch_metric_nothing_writes_keeps_the_plain_message() -> None:
+    reader = ReadsLate("batch_metrics", "accuracy")
+    text = failure(experiment(sg.SupervisedHandler(), reader=reader))
+    assert "which neither the batch handler's output" in text and "writes in stage" not in text

@@ -247,3 +247,39 @@ def test_built_in_defaults_bind_fresh_per_stage_and_run() -> None:
         assert runner.stage is not None and runner.stage.callback(name).origin == "default"
     assert a["keep"] is b["keep"] is keep
     assert {"train_loss", "valid_loss"} <= runner.epoch_metrics.keys()
+
+
+@pytest.mark.parametrize("optimizer_at", ["experiment", "stage"])
+def test_an_infer_stage_builds_no_experiment_optimizer_or_scheduler(optimizer_at: str) -> None:
+    """A real run: train, then infer; the experiment's scheduler never reaches the infer stage.
+
+    With the optimizer on the train stage only, building the scheduler in 'infer' used to fail
+    (its factory got no optimizer) after all the training.
+    """
+    seen: dict[str, tuple[Any, Any]] = {}
+    adam = {"optimizer": lambda m: torch.optim.Adam(m.parameters(), lr=0.01)}
+    exp = sg.Experiment("infer", model=tiny_model, criterion=nn.CrossEntropyLoss,
+                        scheduler=lambda opt: torch.optim.lr_scheduler.StepLR(opt, 1),
+                        **(adam if optimizer_at == "experiment" else {}))
+    keep = Hook("on_stage_end", lambda r: seen.update({r.stage_name: (r.optimizer, r.scheduler)}),
+                scope="experiment")
+    exp.add_stage("train", num_epochs=2, loaders=loaders(), callbacks={"keep": keep},
+                  **(adam if optimizer_at == "stage" else {}))
+    exp.add_stage("infer", loaders={"infer": loader(4)})
+    plan = compile_cpu(exp)
+    assert set(plan.stage("infer").components) == {"model", "criterion"}
+    run_cpu(exp)
+    optimizer, scheduler = seen["train"]
+    assert isinstance(optimizer, torch.optim.Adam) and scheduler.optimizer is optimizer
+    assert seen["infer"] == (None, None)
+
+
+def test_an_infer_stage_builds_its_own_optimizer() -> None:
+    """A stage's own optimizer is built even in an inference stage: the user asked for it."""
+    seen: list[Any] = []
+    exp = sg.Experiment("own", model=tiny_model)
+    exp.add_stage("infer", loaders={"infer": loader(2)},
+                  optimizer=lambda m: torch.optim.SGD(m.parameters(), lr=0.1),
+                  callbacks={"keep": Hook("on_stage_start", lambda r: seen.append(r.optimizer))})
+    run_cpu(exp)
+    assert isinstance(seen[0], torch.optim.SGD)

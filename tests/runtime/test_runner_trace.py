@@ -345,3 +345,42 @@ def test_metric_dicts_are_reset_at_their_level() -> None:
     assert runner.epoch_metrics == {"e": 2}
     assert runner.loader_metrics == {"l": "valid"}
     assert runner.batch_metrics == {"b": 1}
+
+
+def test_a_later_stage_starts_with_no_loader_state() -> None:
+    seen: list[tuple[Any, ...]] = []
+
+    def record(runner: Any) -> None:
+        seen.append((runner.stage_name, runner.loader_name, runner.is_train_loader,
+                     runner.is_valid_loader, runner.is_infer_loader, runner.loader_batch_step,
+                     runner.loader_sample_step, runner.batch_size, runner.loader_len,
+                     dict(runner.batch_metrics), dict(runner.epoch_metrics)))
+
+    class Probe(sg.Callback):
+        scope = sg.CallbackScope.experiment
+
+        def on_stage_start(self, runner: Any) -> None:
+            record(runner)
+
+        def on_epoch_start(self, runner: Any) -> None:
+            record(runner)
+
+    exp = sg.Experiment("fresh", model=tiny_model)
+    exp.add_stage("one", loaders=loaders(), callbacks=callbacks(probe=Probe()))
+    exp.add_stage("two", loaders=loaders(), callbacks=stand_ins())
+    run_cpu(exp)
+    fresh = (None, False, False, False, 0, 0, 0, 0, {}, {})
+    assert seen == [("one", *fresh), ("one", *fresh), ("two", *fresh), ("two", *fresh)]
+
+
+def test_loader_steps_are_zero_at_loader_start() -> None:
+    seen: list[tuple[str, int, int]] = []
+
+    def record(runner: Any) -> None:
+        seen.append((runner.loader_name, runner.loader_batch_step, runner.loader_sample_step))
+
+    exp = sg.Experiment("steps", model=tiny_model)
+    exp.add_stage("train", loaders=loaders(),
+                  callbacks=callbacks(probe=Hook("on_loader_start", record)))
+    run_cpu(exp)
+    assert seen == [("train", 0, 0), ("valid", 0, 0)]
