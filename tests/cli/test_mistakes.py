@@ -27,13 +27,9 @@ ROOT = Path(__file__).resolve().parents[2]
 FOLDER = Path(__file__).parent / "fixtures" / "mistakes"
 BUILT = "mistake_data: building the model"  # what the fixtures' model factory prints
 
-FLOW = "flow"  # metric dataflow precise to the name; built-in callbacks' declarations
 CHECKS = "checks"  # SF301/303/401/510-516
 INFER = "infer"  # reads and writes inferred from callback source
 LINTS = "lints"  # SF107 an error by default
-#: The run refuses a callback that declares needs=("logdir",) (flow declares it on the built-in
-#: file writers) or that the compiler noted with SF510 (checks).
-EITHER = f"{FLOW} or {CHECKS}"
 
 
 @dataclass(frozen=True)
@@ -80,22 +76,18 @@ MISTAKES: tuple[Mistake, ...] = (
             "m03_finetune_loader.py", "SF511", "error[SF511] stage 'finetune'",
             needs=(CHECKS,)),
     Mistake("EarlyStoppingCallback(metric=\"los\")", "m04_early_stop_typo.py", "SF501",
-            "error[SF501] stage 'train' > callback 'early_stop'", suggests="loss",
-            needs=(FLOW,)),
+            "error[SF501] stage 'train' > callback 'early_stop'", suggests="loss"),
     Mistake("early stopper pinned to `accuracy` migrating into a stage without accuracy",
             "m05_migrating_early_stopper.py", "SF501",
-            "error[SF501] stage 'finetune' > callback 'early_stop'", also=("'train'",),
-            needs=(FLOW,)),
+            "error[SF501] stage 'finetune' > callback 'early_stop'", also=("'train'",)),
     Mistake("a stage with a scheduler and no optimizer", "m06_scheduler_no_optimizer.py",
             "SF514", "error[SF514] stage 'train'", needs=(CHECKS,)),
     Mistake("experiment-level scheduler reaching an infer stage (not built there)",
             "m07_infer_scheduler.py", None),
     Mistake("TensorBoardLogger and no logdir", "m08_tensorboard_no_logdir.py", "SF510",
-            "info[SF510] stage 'train' > callback 'tensorboard'", needs=(FLOW, CHECKS),
-            run_needs=(EITHER,)),
+            "info[SF510] stage 'train' > callback 'tensorboard'", needs=(CHECKS,)),
     Mistake("a checkpoint callback and no logdir", "m09_checkpoint_no_logdir.py", "SF510",
-            "info[SF510] stage 'train' > callback 'best'", needs=(FLOW, CHECKS),
-            run_needs=(EITHER,)),
+            "info[SF510] stage 'train' > callback 'best'", needs=(CHECKS,)),
     Mistake("a callback reads runner.batch_metrics[\"acc\"]; the metric is `accuracy`",
             "m10_batch_metric_typo.py", "SF501", "error[SF501] stage 'train' > callback 'report'",
             suggests="accuracy", needs=(INFER,)),
@@ -104,10 +96,10 @@ MISTAKES: tuple[Mistake, ...] = (
             twin_needs=(INFER,)),
     Mistake("two early stoppers in one stage", "m12_two_early_stoppers.py", "SF515",
             "error[SF515] stage 'train'", also=("'early_stop'", "'patience'"),
-            needs=(FLOW, CHECKS)),
+            needs=(CHECKS,)),
     Mistake("two checkpoint callbacks writing the same files", "m13_two_checkpoints.py",
             "SF515", "error[SF515] stage 'train'", also=("'checkpoint'", "'top3'"),
-            needs=(FLOW, CHECKS), twin_needs=(FLOW,)),
+            needs=(CHECKS,)),
     Mistake("main_metric=\"accuracy\" with minimize_metric left at True",
             "m14_metric_direction.py", "SF516", "error[SF516] stage 'train'", needs=(CHECKS,)),
     Mistake("main_metric that nothing writes", "m15_main_metric_unwritten.py", "SF503",
