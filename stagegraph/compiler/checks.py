@@ -5,21 +5,29 @@ Guarantees: adds diagnostics only — keys read that nothing writes (SF501 error
 where the source cannot be known at compile time), ``main_metric`` unwritten (SF503), a training
 stage without its ``valid_loader`` (SF504), an inference stage with a ``train*`` loader (SF505),
 a loader name without a known prefix (SF506), a stage without loaders (SF507), no model for the
-supervised handler (SF509).
+supervised handler (SF509); and, from their own modules, exclusive claims (SF515,
+`exclusive`), component wiring and ``needs`` (SF509-SF514, `wiring`), metric direction (SF516,
+`direction`).
 """
 
 from __future__ import annotations
 
 from stagegraph.compiler.diagnostics import Diagnostics, did_you_mean
+from stagegraph.compiler.direction import check_direction
+from stagegraph.compiler.exclusive import check_exclusive
 from stagegraph.compiler.keys import NAMESPACES, matches, namespace, provided_by
 from stagegraph.compiler.plan import ExecutionPlan, StagePlan
+from stagegraph.compiler.wiring import check_wiring
 from stagegraph.graph.enums import LoaderKind
 
 
 def checks(plan: ExecutionPlan, diags: Diagnostics) -> ExecutionPlan:
     for stage in plan.stages:
         _check_loaders(stage, diags)
-        _check_keys(stage, diags)
+        covered = check_wiring(stage, plan, diags)
+        _check_keys(stage, diags, covered)
+        check_exclusive(stage, diags)
+        check_direction(stage, diags)
         _check_main_metric(stage, diags)
         if stage.handler.type.startswith("SupervisedHandler") and "model" not in stage.components:
             diags.error("SF509", "no model: the supervised batch handler calls runner.model",
@@ -64,13 +72,15 @@ def _sources(stage: StagePlan) -> list[str]:
     return [*written, *stage.handler.writes, *batch]
 
 
-def _check_keys(stage: StagePlan, diags: Diagnostics) -> None:
+def _check_keys(stage: StagePlan, diags: Diagnostics,
+                covered: frozenset[tuple[str, str]] = frozenset()) -> None:
+    """SF501/SF502 for reads nothing writes, but those ``covered`` (already reported)."""
     sources = _sources(stage)
     provided = provided_by(sources)
     for cb in stage.callbacks:
         for key in cb.reads:
-            if key.endswith(".*") or provided(key):  # a wildcard read may find nothing
-                continue
+            if key.endswith(".*") or provided(key) or (cb.name, key) in covered:
+                continue  # a wildcard read may find nothing
             ns = namespace(key)
             unknowable = (ns == "batch" and stage.batch_keys is None) or (
                 ns == "output" and not stage.handler.declared)

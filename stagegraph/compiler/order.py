@@ -12,6 +12,7 @@ cycle keeps bucket order.
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Mapping
 
 import networkx as nx
 
@@ -22,14 +23,22 @@ from stagegraph.graph.enums import bucket_name
 
 
 def callback_order(plan: ExecutionPlan, diags: Diagnostics) -> ExecutionPlan:
-    return plan.model_copy(update={"stages": tuple(order_stage(s, diags) for s in plan.stages)})
+    where: dict[str, list[str]] = defaultdict(list)
+    for stage in plan.stages:
+        for cb in stage.callbacks:
+            where[cb.name].append(stage.name)
+    return plan.model_copy(update={"stages": tuple(order_stage(s, diags, where)
+                                                   for s in plan.stages)})
 
 
-def order_stage(stage: StagePlan, diags: Diagnostics) -> StagePlan:
-    """One stage's order; see the module docstring."""
+def order_stage(stage: StagePlan, diags: Diagnostics,
+                where: Mapping[str, list[str]] | None = None) -> StagePlan:
+    """One stage's order; see the module docstring. ``where``: the stages each callback name is
+    in, so that an unknown ``after`` / ``before`` can say where that name does exist."""
     callbacks = stage.callbacks
     position = {cb.name: i for i, cb in enumerate(callbacks)}
-    edges = [*_explicit_edges(stage, position, diags), *_dataflow_edges(callbacks)]
+    edges = [*_explicit_edges(stage, position, where or {}, diags),
+             *_dataflow_edges(callbacks)]
     graph: nx.DiGraph = nx.DiGraph()
     graph.add_nodes_from(position)
     for edge in edges:
@@ -59,17 +68,13 @@ def order_stage(stage: StagePlan, diags: Diagnostics) -> StagePlan:
     })
 
 
-def _explicit_edges(stage: StagePlan, position: dict[str, int], diags: Diagnostics
-                    ) -> list[EdgePlan]:
+def _explicit_edges(stage: StagePlan, position: dict[str, int],
+                    where: Mapping[str, list[str]], diags: Diagnostics) -> list[EdgePlan]:
     edges = []
     for cb in stage.callbacks:
         for other, field in [(o, "after") for o in cb.after] + [(o, "before") for o in cb.before]:
             if other not in position:
-                diags.error("SF401", f"{field}={other!r} names no callback of this stage."
-                            + did_you_mean(other, position),
-                            f"callbacks of stage {stage.name!r}: "
-                            f"{', '.join(map(repr, position)) or 'none'}",
-                            stage=stage.name, callback=cb.name)
+                _report_unknown(stage, cb.name, field, other, list(position), where, diags)
                 continue
             if other == cb.name:
                 diags.error("SF401", f"callback {cb.name!r} names itself in {field}",
@@ -80,6 +85,22 @@ def _explicit_edges(stage: StagePlan, position: dict[str, int], diags: Diagnosti
             edges.append(EdgePlan(source=source, target=target, kind="explicit",
                                   reason=f"{cb.name!r} declares {field}={other!r}"))
     return edges
+
+
+def _report_unknown(stage: StagePlan, name: str, field: str, other: str, names: list[str],
+                    where: Mapping[str, list[str]], diags: Diagnostics) -> None:
+    """SF401 for an ``after`` / ``before`` naming no callback of the stage; the did-you-mean is
+    among the stage's other callbacks, never the one declaring it."""
+    elsewhere = [s for s in dict.fromkeys(where.get(other, ())) if s != stage.name]
+    found = (f" Only stage(s) {', '.join(map(repr, elsewhere))} have a callback {other!r}: "
+             "ordering constraints apply within one stage." if elsewhere else "")
+    others = [n for n in names if n != name]
+    diags.error("SF401", f"{field}={other!r} names no callback of this stage."
+                f"{did_you_mean(other, others)}{found}",
+                f"{f'remove {other!r} from {field}, or name' if elsewhere else 'name'} one of "
+                f"the callbacks of stage "
+                f"{stage.name!r}: {', '.join(map(repr, others)) or 'none'}",
+                stage=stage.name, callback=name)
 
 
 def _dataflow_edges(callbacks: tuple[CallbackPlan, ...]) -> list[EdgePlan]:
