@@ -4,8 +4,10 @@ Requires: stages in run order (the stage graph pass); the plan bound to its expe
 (``plan.experiment_object``) to compare shadowed instances, else they count as different.
 Guarantees: every stage with ``migrate_from_previous_stage`` holds the experiment-scoped callbacks
 of its predecessors (the very same instances, so their state carries over), as entries with
-origin ``migrated``. A migrating callback replaces a declared one of the same name in its place
-(the seed's behaviour): SF301 (error) when the declared instance is configured differently — its
+origin ``migrated``. A migrating callback replaces a declared one of the same name in its place,
+as the seed does: the stage's own callbacks are first sorted by their declared order (stably),
+and the migrating instance takes the slot its namesake sorted into (``shadowed_order`` records
+that declaration's order, for `explain`). SF301 (error) when the declared instance is configured differently — its
 configuration would be silently ignored — and SF303 (warning) when it is configured the same. One
 with a new name comes after the stage's own callbacks. Two predecessors handing over different
 instances under one name is an error (SF302). ``migrations`` records what crossed each edge.
@@ -61,13 +63,14 @@ def _receive(stage: StagePlan, predecessors: list[StagePlan], live: _Instances,
     if not incoming:
         return stage
     callbacks = []
-    for cb in stage.callbacks:
+    for cb in sorted(stage.callbacks, key=lambda c: c.order):  # stable: the seed's first sort
         arriving = incoming.pop(cb.name, None)
         if arriving is None:
             callbacks.append(cb)
             continue
         if _identity(arriving) != _identity(cb):
             _report_shadow(stage, cb, arriving, live, diags)
+            arriving = arriving.model_copy(update={"shadowed_order": cb.order})
         callbacks.append(arriving)
     callbacks.extend(incoming.values())
     return stage.model_copy(update={"callbacks": tuple(callbacks),

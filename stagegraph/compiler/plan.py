@@ -99,6 +99,7 @@ class CallbackPlan(Frozen):
     watch_minimize: bool | None = None
     lints: dict[str, str] = Field(default_factory=dict)
     inferred: tuple[InferredAccess, ...] = ()
+    shadowed_order: int | None = None
 
 
 class EdgePlan(Frozen):

@@ -176,3 +176,28 @@ def test_differs_compares_public_attributes() -> None:
     extra = Accumulating(steps=4)
     extra.note = "x"  # type: ignore[attr-defined]
     assert differs(Accumulating(steps=4), extra) == "note=unset migrating, 'x' here"
+
+
+def test_a_migrating_instance_takes_the_slot_its_namesake_sorted_into() -> None:
+    """The seed sorts a stage's own callbacks by order, then puts a migrating instance in the slot
+    of the declaration it replaces; equal-order neighbours keep that slot order."""
+
+    class C(sg.Callback):
+        def on_epoch_end(self, runner: object) -> None: ...
+
+    ex = sg.CallbackScope.experiment
+    exp = sg.Experiment("slots", model=object(), criterion=object(), optimizer=object())
+    exp.add_stage("one", loaders={"train": [], "valid": []},
+                  callbacks={"exp": C(order=10, scope=ex), "exp2": C(order=10, scope=ex),
+                             "exp_ext": C(order=10, scope=ex)})
+    exp.add_stage("two", loaders={"train": [], "valid": []}, lints={"SF301": "allow"},
+                  callbacks={"stage": C(order=10), "exp_ext": C(order=0), "tie": C(order=10)})
+    plan = sg.compile(exp, verbose=False)
+    two = plan.stage("two")
+    assert [cb.name for cb in two.callbacks if cb.origin != "default"] == [
+        "exp_ext", "stage", "tie", "exp", "exp2"]
+    assert two.callback("exp_ext").shadowed_order == 0
+    assert two.callback("exp").shadowed_order is None
+    text = str(plan.explain("two", "exp_ext", "stage"))
+    assert "sits in the slot of the 'exp_ext' declared in stage 'two'" in text
+    assert "Internal (0)" in text

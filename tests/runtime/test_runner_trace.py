@@ -366,7 +366,7 @@ def test_a_later_stage_starts_with_no_loader_state() -> None:
         def on_epoch_start(self, runner: Any) -> None:
             record(runner)
 
-    exp = sg.Experiment("fresh", model=tiny_model)
+    exp = sg.Experiment("fresh", model=tiny_model, lints=NO_OPTIMIZER)
     exp.add_stage("one", loaders=loaders(), callbacks=callbacks(probe=Probe()))
     exp.add_stage("two", loaders=loaders(), callbacks=stand_ins())
     run_cpu(exp)
@@ -380,8 +380,34 @@ def test_loader_steps_are_zero_at_loader_start() -> None:
     def record(runner: Any) -> None:
         seen.append((runner.loader_name, runner.loader_batch_step, runner.loader_sample_step))
 
-    exp = sg.Experiment("steps", model=tiny_model)
+    exp = sg.Experiment("steps", model=tiny_model, lints=NO_OPTIMIZER)
     exp.add_stage("train", loaders=loaders(),
                   callbacks=callbacks(probe=Hook("on_loader_start", record)))
     run_cpu(exp)
     assert seen == [("train", 0, 0), ("valid", 0, 0)]
+
+
+def test_dispatch_order_when_a_stage_redeclares_a_migrating_name() -> None:
+    """As in the seed: the stage's own callbacks sorted by order, the migrating instance in the
+    slot of its re-declaration, new migrating ones after them, then a stable sort by order."""
+    calls: list[tuple[str, str]] = []
+
+    class Named(sg.Callback):
+        def __init__(self, label: str, **kwargs: Any) -> None:
+            super().__init__(**kwargs)
+            self.label = label
+
+        def on_epoch_end(self, runner: Any) -> None:
+            calls.append((runner.stage_name, self.label))
+
+    ex = sg.CallbackScope.experiment
+    exp = sg.Experiment("slots", model=tiny_model, lints=NO_OPTIMIZER | {"SF301": "allow"})
+    exp.add_stage("one", loaders=loaders(), callbacks=callbacks(
+        exp=Named("exp", order=10, scope=ex), exp2=Named("exp2", order=10, scope=ex),
+        exp_ext=Named("exp_ext", order=10, scope=ex)))
+    exp.add_stage("two", loaders=loaders(), callbacks=callbacks(
+        stage=Named("stage", order=10), exp_ext=Named("redeclared", order=0),
+        tie=Named("tie", order=10)))
+    run_cpu(exp)
+    assert [label for stage, label in calls if stage == "two"] == [
+        "exp_ext", "stage", "tie", "exp", "exp2"]
