@@ -7,8 +7,9 @@ of its predecessors (the very same instances, so their state carries over), as e
 origin ``migrated``. A migrating callback replaces a declared one of the same name in its place,
 as the seed does: the stage's own callbacks are first sorted by their declared order (stably),
 and the migrating instance takes the slot its namesake sorted into (``shadowed_order`` records
-that declaration's order, for `explain`). SF301 (error) when the declared instance is configured differently — its
-configuration would be silently ignored — and SF303 (warning) when it is configured the same. One
+that declaration's order, for `explain`). SF301 (error) when the declared instance is configured
+differently — its configuration would be silently ignored — and SF303 (warning) when it is
+configured the same. One
 with a new name comes after the stage's own callbacks. Two predecessors handing over different
 instances under one name is an error (SF302). ``migrations`` records what crossed each edge.
 """
