@@ -2,12 +2,12 @@
 
 Requires: the final plan for this rank.
 Guarantees: adds diagnostics only — keys read that nothing writes (SF501 error, SF502 warning
-where the source cannot be known at compile time), ``main_metric`` unwritten (SF503), a training
-stage without its ``valid_loader`` (SF504), an inference stage with a ``train*`` loader (SF505),
-a loader name without a known prefix (SF506), a stage without loaders (SF507), no model for the
-supervised handler (SF509); and, from their own modules, exclusive claims (SF515,
-`exclusive`), component wiring and ``needs`` (SF509-SF514, `wiring`), metric direction (SF516,
-`direction`).
+where the source cannot be known at compile time; an optional read inferred from code is not
+required), ``main_metric`` unwritten (SF503), a training stage without its ``valid_loader``
+(SF504), an inference stage with a ``train*`` loader (SF505), a loader name without a known prefix
+(SF506), a stage without loaders (SF507), no model for the supervised handler (SF509); and, from
+their own modules, exclusive claims (SF515, `exclusive`), component wiring and ``needs``
+(SF509-SF514, `wiring`), metric direction (SF516, `direction`).
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from __future__ import annotations
 from stagegraph.compiler.diagnostics import Diagnostics, did_you_mean
 from stagegraph.compiler.direction import check_direction
 from stagegraph.compiler.exclusive import check_exclusive
+from stagegraph.compiler.inferred import inferred, source_note
 from stagegraph.compiler.keys import NAMESPACES, matches, namespace, provided_by
 from stagegraph.compiler.plan import ExecutionPlan, StagePlan
 from stagegraph.compiler.wiring import check_wiring
@@ -84,7 +85,11 @@ def _check_keys(stage: StagePlan, diags: Diagnostics,
             ns = namespace(key)
             unknowable = (ns == "batch" and stage.batch_keys is None) or (
                 ns == "output" and not stage.handler.declared)
-            message = (f"reads {key!r}, which nothing in this stage writes." +
+            found = inferred(cb, key, "read") if cb.inferred else None
+            if found is not None and found.optional:  # the code does without it (`if`, `.get`)
+                continue
+            note = source_note(None if found is None else found.where)
+            message = (f"reads {key!r}{note}, which nothing in this stage writes." +
                        did_you_mean(key, [s for s in sources if namespace(s) == ns]))
             if unknowable:
                 hint = ("loaders are not read at compile time: declare batch_keys=[...] on the "

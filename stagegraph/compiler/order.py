@@ -2,7 +2,8 @@
 
 Requires: a stage's callbacks complete (declared, migrated, defaults), in tie-break position.
 Guarantees: ``callbacks`` in an order that respects every hard edge — ``after`` / ``before``
-(explicit) and dataflow (every writer of a key before every reader of it) — with the order bucket
+(explicit) and dataflow (every writer of a key before every reader of it, keys inferred from a
+callback's code included, their edges marked ``inferred``) — with the order bucket
 and then the tie-break position deciding between unordered callbacks; ``edges`` lists the hard
 edges with their reasons; ``inversions`` the hard edges that put a higher bucket first. Unknown
 names (SF401) and cycles (SF402, printed with every edge's reason) are reported; a stage with a
@@ -17,6 +18,7 @@ from collections.abc import Mapping
 import networkx as nx
 
 from stagegraph.compiler.diagnostics import Diagnostics, did_you_mean
+from stagegraph.compiler.inferred import inferred_at, source_note
 from stagegraph.compiler.keys import namespace
 from stagegraph.compiler.plan import CallbackPlan, EdgePlan, ExecutionPlan, StagePlan
 from stagegraph.graph.enums import bucket_name
@@ -122,16 +124,29 @@ def _dataflow_edges(callbacks: tuple[CallbackPlan, ...]) -> list[EdgePlan]:
                 candidates = by_namespace.get(ns, [])
             else:
                 candidates = exact.get(key, []) + wildcards.get(ns, [])
+            read_at = inferred_at(reader, key, "read") if reader.inferred else None
             for written, writer in candidates:
-                if writer.name != reader.name:
-                    edges.append(EdgePlan(
-                        source=writer.name, target=reader.name, kind="dataflow",
-                        key=key if written.endswith(".*") else written,
-                        reason=f"{writer.name!r} writes {written!r}, which {reader.name!r} "
-                               f"reads as {key!r}" if written != key else
-                               f"{writer.name!r} writes {key!r}, which {reader.name!r} reads",
-                    ))
+                if writer.name == reader.name:
+                    continue
+                written_at = inferred_at(writer, written, "write") if writer.inferred else None
+                edges.append(EdgePlan(
+                    source=writer.name, target=reader.name, kind="dataflow",
+                    key=key if written.endswith(".*") else written,
+                    reason=_dataflow_reason(writer.name, written, written_at, reader.name, key,
+                                            read_at),
+                    inferred=read_at or written_at,
+                ))
     return edges
+
+
+def _dataflow_reason(writer: str, written: str, written_at: str | None, reader: str, key: str,
+                     read_at: str | None) -> str:
+    """``'w' writes 'k', which 'r' reads``; a side known only from code says where in it."""
+    read = f"{reader!r} reads" if written == key else f"{reader!r} reads as {key!r}"
+    if written_at is None and read_at is None:
+        return f"{writer!r} writes {written!r}, which {read}"
+    return (f"{writer!r} writes {written!r}{source_note(written_at)}, which "
+            f"{read}{source_note(read_at)}")
 
 
 def _report_cycle(stage: str, cycle: list[tuple[str, str]], graph: nx.DiGraph,

@@ -154,7 +154,7 @@ def _check_needs(stage: StagePlan, cb: CallbackPlan, plan: ExecutionPlan,
         elif need in _MISSING:
             if need not in have:
                 code, hint = _MISSING[need]
-                if stage.is_infer and stage.components.get(need) == "experiment":
+                if stage.is_infer and need in ("optimizer", "scheduler"):
                     hint = f"pass {need}= to this stage's add_stage(...)"
                 diags.error(code, f"{cb.name!r} ({origin_of(cb)}) needs the stage's {need}, "
                             f"and {_lacks(stage, need)}", f"{hint}, or remove {cb.name!r}",
@@ -166,8 +166,9 @@ def _check_needs(stage: StagePlan, cb: CallbackPlan, plan: ExecutionPlan,
 
 
 def _lacks(stage: StagePlan, need: str) -> str:
-    if stage.is_infer and stage.components.get(need) == "experiment":
-        return f"an inference stage does not build the experiment's {need}"
+    if stage.is_infer and need in ("optimizer", "scheduler"):
+        return (f"the stage has none of its own (an inference stage does not build the "
+                f"experiment's {need})")
     return f"the stage has no {need}"
 
 
