@@ -2,12 +2,14 @@
 
 Requires: the final plan for this rank.
 Guarantees: adds diagnostics only — keys read that nothing writes (SF501 error, SF502 warning
-where the source cannot be known at compile time; a metric key by its level of the metric
-pipeline, and a reader that migrated from a stage that has the key is told how to stay out),
-``main_metric`` not a valid metric (SF503), a training
-stage without its ``valid_loader`` (SF504), an inference stage with a ``train*`` loader (SF505),
-a loader name without a known prefix (SF506), a stage without loaders (SF507), no model for the
-supervised handler (SF509).
+where the source cannot be known at compile time; an optional read inferred from code is not
+required; a metric key by its level of the metric pipeline, and a reader that migrated from a
+stage that has the key is told how to stay out), ``main_metric`` not a valid metric (SF503,
+`metric_checks`), a training stage without its ``valid_loader``
+(SF504), an inference stage with a ``train*`` loader (SF505), a loader name without a known prefix
+(SF506), a stage without loaders (SF507), no model for the supervised handler (SF509); and, from
+their own modules, exclusive claims (SF515, `exclusive`), component wiring and ``needs``
+(SF509-SF514, `wiring`), metric direction (SF516, `direction`).
 """
 
 from __future__ import annotations
@@ -15,10 +17,14 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from stagegraph.compiler.diagnostics import Diagnostics, did_you_mean
+from stagegraph.compiler.direction import check_direction
+from stagegraph.compiler.exclusive import check_exclusive
+from stagegraph.compiler.inferred import inferred, source_note
 from stagegraph.compiler.keys import NAMESPACES, namespace, provided_by
 from stagegraph.compiler.metric_checks import check_main_metric, migration_hint, missing_metric
 from stagegraph.compiler.metrics import LEVELS
 from stagegraph.compiler.plan import CallbackPlan, ExecutionPlan, StagePlan
+from stagegraph.compiler.wiring import check_wiring
 from stagegraph.graph.enums import LoaderKind
 
 
@@ -26,8 +32,10 @@ def checks(plan: ExecutionPlan, diags: Diagnostics) -> ExecutionPlan:
     provides = _Provides(plan)
     for stage in plan.stages:
         _check_loaders(stage, diags)
-        covered = check_main_metric(stage, diags)
+        covered = _covered(check_wiring(stage, plan, diags), check_main_metric(stage, diags))
         _check_keys(stage, diags, provides, covered)
+        check_exclusive(stage, diags)
+        check_direction(stage, diags)
         if stage.handler.type.startswith("SupervisedHandler") and "model" not in stage.components:
             diags.error("SF509", "no model: the supervised batch handler calls runner.model",
                         "pass model= to Experiment(...) or to add_stage(...), as a module or a "
@@ -71,6 +79,13 @@ def _sources(stage: StagePlan) -> list[str]:
     return [*written, *stage.handler.writes, *batch]
 
 
+def _covered(pairs: frozenset[tuple[str, str]], keys: Callable[[str], bool]
+             ) -> Callable[[str, str], bool]:
+    """The reads another diagnostic reports: ``(callback, key)`` pairs (a missing loss, SF513)
+    and keys (the main valid metric, SF503 / SF504)."""
+    return lambda callback, key: (callback, key) in pairs or keys(key)
+
+
 class _Provides:
     """``provides(stage_name)``: the test for keys a stage provides, built once per stage."""
 
@@ -88,23 +103,28 @@ class _Provides:
 
 
 def _check_keys(stage: StagePlan, diags: Diagnostics, provides: _Provides,
-                covered: Callable[[str], bool]) -> None:
+                covered: Callable[[str, str], bool]) -> None:
+    """SF501/SF502 for reads nothing writes, but those ``covered(callback, key)`` (reported by
+    another diagnostic: SF513 for a missing loss, SF503/SF504 for the main valid metric)."""
     sources = _sources(stage)
     provided = provides(stage.name)
     for cb in stage.callbacks:
         for key in cb.reads:
-            # A wildcard read may find nothing; a covered read is another diagnostic's (SF503).
-            if key.endswith(".*") or provided(key) or covered(key):
+            if key.endswith(".*") or provided(key) or covered(cb.name, key):
+                continue  # a wildcard read may find nothing
+            found = inferred(cb, key, "read") if cb.inferred else None
+            if found is not None and found.optional:  # the code does without it (`if`, `.get`)
                 continue
+            note = source_note(None if found is None else found.where)
             ns = namespace(key)
             in_source = cb.origin == "migrated" and provides(cb.source_stage)(key)
             if ns in LEVELS:
-                message, hint = missing_metric(stage, cb, key, in_source)
+                message, hint = missing_metric(stage, cb, key, in_source, note)
                 diags.error("SF501", message, hint, stage=stage.name, callback=cb.name, key=key)
                 continue
             unknowable = (ns == "batch" and stage.batch_keys is None) or (
                 ns == "output" and not stage.handler.declared)
-            message = (f"reads {key!r}, which nothing in this stage writes." +
+            message = (f"reads {key!r}{note}, which nothing in this stage writes." +
                        did_you_mean(key, [s for s in sources if namespace(s) == ns]))
             if unknowable:
                 hint = ("loaders are not read at compile time: declare batch_keys=[...] on the "

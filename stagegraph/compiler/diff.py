@@ -6,7 +6,8 @@ taken in their JSON form (``plan.model_dump(mode="json")``, or the JSON text a c
 so a plan saved by an older run compares as well as a live one.
 
 What cannot change a run's result is left out: the ``logdir`` path (a run folder may be moved),
-``verbose`` and the console logger it adds, diagnostics and the hash. Plans for different ranks
+``verbose`` and the console logger it adds, diagnostics, the hash, and the source lines quoted for
+keys inferred from a callback's code (an edit above a line moves it). Plans for different ranks
 of one distributed run (``rank`` master and worker: only the master writes checkpoints, every
 rank resumes from them) are compared on the callbacks every rank runs (``node`` all).
 
@@ -31,6 +32,8 @@ IGNORED = frozenset({"hash", "diagnostics", "logdir", "verbose", "rank", "stages
 #: Stage fields compared as a whole elsewhere, or derived from what is compared.
 STAGE_DERIVED = frozenset({"name", "index", "callbacks", "loaders", "dispatch", "edges",
                            "inversions", "migrations", "metrics"})
+#: Edge fields that only word the edge (its reason quotes source lines); the rest define it.
+EDGE_WORDING = frozenset({"reason", "inferred"})
 #: Callbacks that only print: present or not with ``verbose``.
 QUIET_KINDS = frozenset({"console"})
 
@@ -105,7 +108,8 @@ def _callbacks(stage: str, saved: list[Mapping[str, Any]], current: list[Mapping
     for name in (n for n in new if n in old):
         # The metric flow derives the aggregation's and validation's writes from the others.
         skip = {"name", "writes"} if new[name].get("kind") in DERIVES else {"name"}
-        changes += _fields(old[name], new[name], skip, Location(stage=stage, callback=name))
+        changes += _fields(_unplaced(old[name]), _unplaced(new[name]), skip,
+                           Location(stage=stage, callback=name))
     common_old = [n for n in old if n in new]
     common_new = [n for n in new if n in old]
     if common_old != common_new:
@@ -143,6 +147,16 @@ def _every_rank(plan: Mapping[str, Any]) -> dict[str, Any]:
     return {**plan, "stages": stages}
 
 
+def _unplaced(callback: Mapping[str, Any]) -> Mapping[str, Any]:
+    """The callback without the source lines of its inferred keys (an edit above them moves
+    them, and changes nothing a run computes)."""
+    inferred = callback.get("inferred")
+    if not inferred:
+        return callback
+    return {**callback, "inferred": [{k: v for k, v in a.items() if k != "where"}
+                                     for a in inferred]}
+
+
 def _audible(stage: Mapping[str, Any]) -> list[Mapping[str, Any]]:
     return [cb for cb in stage.get("callbacks", ()) if not _quiet(cb)]
 
@@ -156,7 +170,8 @@ def _derived(stage: Mapping[str, Any]) -> Any:
     quiet = {cb["name"] for cb in stage.get("callbacks", ()) if _quiet(cb)}
     dispatch = {event: [n for n in names if n not in quiet]
                 for event, names in stage.get("dispatch", {}).items()}
-    edges = [e for key in ("edges", "inversions") for e in stage.get(key, ())
+    edges = [{k: v for k, v in e.items() if k not in EDGE_WORDING}
+             for key in ("edges", "inversions") for e in stage.get(key, ())
              if e["source"] not in quiet and e["target"] not in quiet]
     derived = [cb.get("writes") for cb in stage.get("callbacks", ())
                if cb.get("kind") in DERIVES]

@@ -7,7 +7,7 @@ from itertools import pairwise
 
 import networkx as nx
 
-from stagegraph.compiler.plan import EdgePlan, ExecutionPlan, StagePlan
+from stagegraph.compiler.plan import CallbackPlan, EdgePlan, ExecutionPlan, StagePlan
 from stagegraph.graph.enums import bucket_name
 
 
@@ -87,8 +87,15 @@ def _unordered_lines(stage: StagePlan, graph: nx.DiGraph, a: str, b: str) -> tup
         lines.append(f"  tie-break by order bucket: {bucket_name(cx.order)} < "
                      f"{bucket_name(cy.order)}")
     elif cx.order == cy.order:
-        lines.append(f"  same order bucket {bucket_name(cx.order)}; {x!r} comes first in "
-                     "declaration order (migrated and default callbacks come after a stage's own)")
+        shadowing = [cb for cb in (cx, cy) if cb.shadowed_order is not None]
+        if not shadowing:
+            lines.append(f"  same order bucket {bucket_name(cx.order)}; {x!r} comes first in "
+                         "declaration order (migrated and default callbacks come after a stage's "
+                         "own)")
+        else:
+            lines.append(f"  same order bucket {bucket_name(cx.order)}; {x!r} comes first in "
+                         "tie-break position:")
+        lines.extend(_slot_note(stage, cb) for cb in (cx, cy) if cb.shadowed_order is not None)
     else:
         held = sorted(nx.ancestors(graph, x) - nx.ancestors(graph, y) - {y},
                       key=position.__getitem__)
@@ -97,3 +104,10 @@ def _unordered_lines(stage: StagePlan, graph: nx.DiGraph, a: str, b: str) -> tup
                      f"after {x!r} or is held back by hard edges; "
                      f"predecessors of {x!r}: {', '.join(map(repr, held)) or 'none'}")
     return tuple(lines)
+
+
+def _slot_note(stage: StagePlan, cb: CallbackPlan) -> str:
+    return (f"  {cb.name!r} migrated from {cb.source_stage!r} sits in the slot of the {cb.name!r} "
+            f"declared in stage {stage.name!r}: the stage's own callbacks are sorted by their "
+            f"declared order first (that one's was {bucket_name(cb.shadowed_order or 0)}), as in "
+            "the seed runner")

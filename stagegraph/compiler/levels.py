@@ -10,7 +10,7 @@ part of the plan, so they count in its hash.
 from __future__ import annotations
 
 from stagegraph.compiler.diagnostics import Diagnostic, Diagnostics, Severity
-from stagegraph.compiler.plan import ExecutionPlan
+from stagegraph.compiler.plan import ExecutionPlan, StagePlan
 
 
 def lint_levels(plan: ExecutionPlan, diags: Diagnostics) -> ExecutionPlan:
@@ -27,12 +27,20 @@ def lint_levels(plan: ExecutionPlan, diags: Diagnostics) -> ExecutionPlan:
     return plan
 
 
-def _level(plan: ExecutionPlan, stages: dict, diagnostic: Diagnostic) -> str | None:
-    code, where = diagnostic.code, diagnostic.location
+def _level(plan: ExecutionPlan, stages: dict[str, StagePlan], diagnostic: Diagnostic
+           ) -> str | None:
+    where = diagnostic.location
     stage = stages.get(where.stage) if where.stage is not None else None
-    if stage is not None and where.callback is not None:
+    return setting(plan, stage, where.callback, diagnostic.code)
+
+
+def setting(plan: ExecutionPlan, stage: StagePlan | None, callback: str | None, code: str
+            ) -> str | None:
+    """The level the experiment set for ``code`` at this place (callback > stage > experiment),
+    or ``None`` when nothing names it."""
+    if stage is not None and callback is not None:
         for cb in stage.callbacks:
-            if cb.name == where.callback and code in cb.lints:
+            if cb.name == callback and code in cb.lints:
                 return cb.lints[code]
     if stage is not None and code in stage.lints:
         return stage.lints[code]

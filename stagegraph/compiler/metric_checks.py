@@ -24,16 +24,17 @@ def _listed(names: tuple[str, ...]) -> str:
     return ", ".join(map(repr, names)) if names else "none"
 
 
-def missing_metric(stage: StagePlan, cb: CallbackPlan, key: str, in_source: bool
-                   ) -> tuple[str, str]:
+def missing_metric(stage: StagePlan, cb: CallbackPlan, key: str, in_source: bool,
+                   note: str = "") -> tuple[str, str]:
     """SF501's message and hint for a metric ``key`` that ``stage`` does not produce.
 
-    ``in_source``: ``cb`` migrated from a stage that does produce it.
+    ``in_source``: ``cb`` migrated from a stage that does produce it; ``note``: where its code
+    reads the key, when only its code does.
     """
     ns, name = key.split(".", 1)
     level = LEVEL_NAMES[ns]
     names = available(stage, ns)
-    message = (f"reads {level} {name!r}, which this stage does not produce."
+    message = (f"reads {level} {name!r}{note}, which this stage does not produce."
                + did_you_mean(name, names) + f" Its {level}s: {_listed(names)}."
                + _missing_producer(stage, ns))
     if cb.origin == "migrated":

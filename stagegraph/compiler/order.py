@@ -2,7 +2,8 @@
 
 Requires: a stage's callbacks complete (declared, migrated, defaults), in tie-break position.
 Guarantees: ``callbacks`` in an order that respects every hard edge — ``after`` / ``before``
-(explicit) and dataflow (every writer of a key before every reader of it) — with the order bucket
+(explicit) and dataflow (every writer of a key before every reader of it, keys inferred from a
+callback's code included, their edges marked ``inferred``) — with the order bucket
 and then the tie-break position deciding between unordered callbacks; ``edges`` lists the hard
 edges with their reasons; ``inversions`` the hard edges that put a higher bucket first. Unknown
 names (SF401) and cycles (SF402, printed with every edge's reason) are reported; a stage with a
@@ -12,24 +13,34 @@ cycle keeps bucket order.
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Mapping
 
 import networkx as nx
 
 from stagegraph.compiler.diagnostics import Diagnostics, did_you_mean
+from stagegraph.compiler.inferred import inferred_at, source_note
 from stagegraph.compiler.keys import namespace
 from stagegraph.compiler.plan import CallbackPlan, EdgePlan, ExecutionPlan, StagePlan
 from stagegraph.graph.enums import bucket_name
 
 
 def callback_order(plan: ExecutionPlan, diags: Diagnostics) -> ExecutionPlan:
-    return plan.model_copy(update={"stages": tuple(order_stage(s, diags) for s in plan.stages)})
+    where: dict[str, list[str]] = defaultdict(list)
+    for stage in plan.stages:
+        for cb in stage.callbacks:
+            where[cb.name].append(stage.name)
+    return plan.model_copy(update={"stages": tuple(order_stage(s, diags, where)
+                                                   for s in plan.stages)})
 
 
-def order_stage(stage: StagePlan, diags: Diagnostics) -> StagePlan:
-    """One stage's order; see the module docstring."""
+def order_stage(stage: StagePlan, diags: Diagnostics,
+                where: Mapping[str, list[str]] | None = None) -> StagePlan:
+    """One stage's order; see the module docstring. ``where``: the stages each callback name is
+    in, so that an unknown ``after`` / ``before`` can say where that name does exist."""
     callbacks = stage.callbacks
     position = {cb.name: i for i, cb in enumerate(callbacks)}
-    edges = [*_explicit_edges(stage, position, diags), *_dataflow_edges(callbacks)]
+    edges = [*_explicit_edges(stage, position, where or {}, diags),
+             *_dataflow_edges(callbacks)]
     graph: nx.DiGraph = nx.DiGraph()
     graph.add_nodes_from(position)
     for edge in edges:
@@ -59,17 +70,13 @@ def order_stage(stage: StagePlan, diags: Diagnostics) -> StagePlan:
     })
 
 
-def _explicit_edges(stage: StagePlan, position: dict[str, int], diags: Diagnostics
-                    ) -> list[EdgePlan]:
+def _explicit_edges(stage: StagePlan, position: dict[str, int],
+                    where: Mapping[str, list[str]], diags: Diagnostics) -> list[EdgePlan]:
     edges = []
     for cb in stage.callbacks:
         for other, field in [(o, "after") for o in cb.after] + [(o, "before") for o in cb.before]:
             if other not in position:
-                diags.error("SF401", f"{field}={other!r} names no callback of this stage."
-                            + did_you_mean(other, position),
-                            f"callbacks of stage {stage.name!r}: "
-                            f"{', '.join(map(repr, position)) or 'none'}",
-                            stage=stage.name, callback=cb.name)
+                _report_unknown(stage, cb.name, field, other, list(position), where, diags)
                 continue
             if other == cb.name:
                 diags.error("SF401", f"callback {cb.name!r} names itself in {field}",
@@ -80,6 +87,22 @@ def _explicit_edges(stage: StagePlan, position: dict[str, int], diags: Diagnosti
             edges.append(EdgePlan(source=source, target=target, kind="explicit",
                                   reason=f"{cb.name!r} declares {field}={other!r}"))
     return edges
+
+
+def _report_unknown(stage: StagePlan, name: str, field: str, other: str, names: list[str],
+                    where: Mapping[str, list[str]], diags: Diagnostics) -> None:
+    """SF401 for an ``after`` / ``before`` naming no callback of the stage; the did-you-mean is
+    among the stage's other callbacks, never the one declaring it."""
+    elsewhere = [s for s in dict.fromkeys(where.get(other, ())) if s != stage.name]
+    found = (f" Only stage(s) {', '.join(map(repr, elsewhere))} have a callback {other!r}: "
+             "ordering constraints apply within one stage." if elsewhere else "")
+    others = [n for n in names if n != name]
+    diags.error("SF401", f"{field}={other!r} names no callback of this stage."
+                f"{did_you_mean(other, others)}{found}",
+                f"{f'remove {other!r} from {field}, or name' if elsewhere else 'name'} one of "
+                f"the callbacks of stage "
+                f"{stage.name!r}: {', '.join(map(repr, others)) or 'none'}",
+                stage=stage.name, callback=name)
 
 
 def _dataflow_edges(callbacks: tuple[CallbackPlan, ...]) -> list[EdgePlan]:
@@ -101,15 +124,18 @@ def _dataflow_edges(callbacks: tuple[CallbackPlan, ...]) -> list[EdgePlan]:
                 edges.extend(_namespace_edges(key, reader, by_namespace.get(ns, [])))
                 continue
             candidates = exact.get(key, []) + wildcards.get(ns, [])
+            read_at = inferred_at(reader, key, "read") if reader.inferred else None
             for written, writer in candidates:
-                if writer.name != reader.name:
-                    edges.append(EdgePlan(
-                        source=writer.name, target=reader.name, kind="dataflow",
-                        key=key if written.endswith(".*") else written,
-                        reason=f"{writer.name!r} writes {written!r}, which {reader.name!r} "
-                               f"reads as {key!r}" if written != key else
-                               f"{writer.name!r} writes {key!r}, which {reader.name!r} reads",
-                    ))
+                if writer.name == reader.name:
+                    continue
+                written_at = inferred_at(writer, written, "write") if writer.inferred else None
+                edges.append(EdgePlan(
+                    source=writer.name, target=reader.name, kind="dataflow",
+                    key=key if written.endswith(".*") else written,
+                    reason=_dataflow_reason(writer.name, written, written_at, reader.name, key,
+                                            read_at),
+                    inferred=read_at or written_at,
+                ))
     return edges
 
 
@@ -120,22 +146,33 @@ def _namespace_edges(key: str, reader: CallbackPlan,
     The metric flow gives the aggregation one key per loader and metric, so an edge per key
     would multiply edges (and drawn labels) by the number of metrics.
     """
-    by_writer: dict[str, list[str]] = {}
+    by_writer: dict[str, tuple[CallbackPlan, list[str]]] = {}
     for key_written, writer in candidates:
         if writer.name != reader.name:
-            by_writer.setdefault(writer.name, []).append(key_written)
+            by_writer.setdefault(writer.name, (writer, []))[1].append(key_written)
+    read_at = inferred_at(reader, key, "read") if reader.inferred else None
     edges = []
-    for name, written in by_writer.items():
+    for name, (writer, written) in by_writer.items():
         first, more = written[0], len(written) - 1
-        what = (f"{first!r}" if not more else
-                f"{first!r} and {more} more {namespace(key)!r} key{'s' if more > 1 else ''}")
+        written_at = inferred_at(writer, first, "write") if writer.inferred else None
         edges.append(EdgePlan(
             source=name, target=reader.name, kind="dataflow",
             key=key if more or first.endswith(".*") else first,
-            reason=f"{name!r} writes {what}, which {reader.name!r} reads as {key!r}"
-            if first != key else f"{name!r} writes {key!r}, which {reader.name!r} reads",
+            reason=_dataflow_reason(name, first, written_at, reader.name, key, read_at, more),
+            inferred=read_at or written_at,
         ))
     return edges
+
+
+def _dataflow_reason(writer: str, written: str, written_at: str | None, reader: str, key: str,
+                     read_at: str | None, more: int = 0) -> str:
+    """``'w' writes 'k', which 'r' reads``; a side known only from code says where in it;
+    ``more`` other keys the writer writes that a wildcard read takes too."""
+    read = f"{reader!r} reads" if written == key else f"{reader!r} reads as {key!r}"
+    what = f"{written!r}{source_note(written_at)}"
+    if more:
+        what += f" and {more} more {namespace(key)!r} key{'s' if more > 1 else ''}"
+    return f"{writer!r} writes {what}, which {read}{source_note(read_at)}"
 
 
 def _report_cycle(stage: str, cycle: list[tuple[str, str]], graph: nx.DiGraph,

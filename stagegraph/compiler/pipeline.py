@@ -75,6 +75,7 @@ def compile(  # the verb users expect: sg.compile(exp), shadowing the builtin on
     with _gc_paused():
         plan = schema(experiment, diags, device=device, rank=rank,
                       logdir=None if logdir is None else str(logdir), verbose=verbose)
+        plan._experiment = experiment  # migration compares the live instances it shadows
         for _name, run in passes(verbose=verbose):
             plan = run(plan, diags)
     stage_rank = {s.name: s.index for s in experiment.stages if isinstance(s.name, str)}

@@ -44,13 +44,17 @@ class HandlerPlan(Frozen):
 class InferredAccess(Frozen):
     """A dataflow key a callback's source code reads or writes with a constant key.
 
-    ``where`` is ``file:line`` of the access; ``event`` the method it is in.
+    ``where`` is ``file:line`` of the access; ``event`` the method it is in. ``optional``: the
+    code may do without it — it sits in a branch that may be skipped (``if``, ``try``, ``and`` /
+    ``or``, a conditional expression) or is a ``.get`` — so, as a read, it orders callbacks but
+    its absence is not an error.
     """
 
     key: str
     access: Literal["read", "write"]
     where: str
     event: str | None = None
+    optional: bool = False
 
 
 class MetricFlow(Frozen):
@@ -99,16 +103,22 @@ class CallbackPlan(Frozen):
     watch_minimize: bool | None = None
     lints: dict[str, str] = Field(default_factory=dict)
     inferred: tuple[InferredAccess, ...] = ()
+    shadowed_order: int | None = None
 
 
 class EdgePlan(Frozen):
-    """A hard ordering edge ``source`` before ``target`` and why it exists."""
+    """A hard ordering edge ``source`` before ``target`` and why it exists.
+
+    ``inferred`` is the ``file:line`` of the access when the dataflow key comes from a
+    callback's code rather than its declarations (the reader's, else the writer's).
+    """
 
     source: str
     target: str
     kind: EdgeKind
     reason: str
     key: str | None = None
+    inferred: str | None = None
 
 
 class MigrationPlan(Frozen):

@@ -3,9 +3,10 @@
 Stages are clusters in run order, joined by their stage edges; a stage edge along which
 experiment-scoped callbacks migrate is drawn green and labelled with them. Inside a stage the
 callbacks stand top to bottom in plan order, each numbered with its position; hard edges carry
-their reason (the dataflow key, or ``after`` / ``before``) and an edge that overrides the order
-buckets is drawn bold red. Fill colour shows a callback's origin, a double border its experiment
-scope, and a coloured border plus a tag its node (master / worker). Node ids are positional
+their reason (the dataflow key, or ``after`` / ``before``); an edge only a callback's code shows
+(a key inferred from its source) is dashed, and one that overrides the order buckets bold red.
+Fill colour shows a callback's origin, a double border its experiment scope, and a coloured
+border plus a tag its node (master / worker). Node ids are positional
 (``s0``, ``s0_c3``), so any callback or stage name — unicode, spaces, quotes, colons — only ever
 appears inside an escaped label."""
 
@@ -166,12 +167,15 @@ def edge_style(group: list[EdgePlan], stage: StagePlan, *, inverted: bool) -> di
     kinds = {e.kind for e in group}
     base = INVERTED if inverted else (EXPLICIT if "explicit" in kinds else DATAFLOW)
     tooltip = "; ".join(e.reason for e in group)
-    return {**base, "label": _lines(*labels), "tooltip": _escape(tooltip)}
+    style = {**base, "label": _lines(*labels), "tooltip": _escape(tooltip)}
+    if all(e.inferred for e in group):  # only the code shows it: dashed, as the legend says
+        style["style"] = ",".join(s for s in (base.get("style"), "dashed") if s)
+    return style
 
 
 def _edge_reason(edge: EdgePlan, stage: StagePlan) -> str:
     if edge.kind == "dataflow":
-        return edge.key or "dataflow"
+        return f"{edge.key or 'dataflow'}{' (inferred)' if edge.inferred else ''}"
     names = {cb.name: cb for cb in stage.callbacks}
     target, source = names.get(edge.target), names.get(edge.source)
     if target is not None and edge.source in target.after:
@@ -247,6 +251,7 @@ def _legend() -> graphviz.Digraph:
         legend.edge(tail, head, style="invis")
     edges = [("explicit", {**EXPLICIT, "label": "after / before"}),
              ("dataflow", {**DATAFLOW, "label": "dataflow key"}),
+             ("inferred", {**DATAFLOW, "style": "dashed", "label": "key inferred from code"}),
              ("inverted", {**INVERTED, "label": "overrides order buckets"}),
              ("stage", {**STAGE_EDGE, "label": "stage edge"}),
              ("migration", {**MIGRATION, "label": "stage edge, migrating callbacks"})]

@@ -2,8 +2,10 @@
 
 Requires: anything (the experiment may be malformed in any way).
 Guarantees: a plan whose stages are in declaration order with unique, non-empty names; every
-callback entry is a `Callback` instance's declarations, validated; invalid values are reported
-(SF1xx) and replaced by defaults so later passes can go on and find more problems.
+callback entry is a `Callback` instance's declarations, validated, with the keys its code reads
+or writes added (``inferred``; contradictions are SF517, see `compiler/inferred.py`); invalid
+values are reported (SF1xx) and replaced by defaults so later passes can go on and find more
+problems.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from stagegraph.compiler.diagnostics import Diagnostics, did_you_mean
+from stagegraph.compiler.inferred import merge_inferred
 from stagegraph.compiler.keys import is_valid_key
 from stagegraph.compiler.plan import (
     CallbackPlan,
@@ -345,11 +348,14 @@ def _callback(stage: str, name: str, callback: Any, identities: dict[int, tuple[
     declared_in, _ = identities.setdefault(id(callback), (stage, name))
     cls = type(callback)
     decl["lints"] = lint_levels(decl["lints"], diags, **where)
+    decl["reads"], decl["writes"], inferred = merge_inferred(cls, decl["reads"], decl["writes"],
+                                                             diags, **where)
     return CallbackPlan(
         name=name,
         type=f"{cls.__module__}.{cls.__qualname__}",
         declared_in=declared_in,
         events=overridden_events(callback),
+        inferred=inferred,
         **decl,
     )
 

@@ -42,6 +42,11 @@ def _stage_lines(stage: StagePlan, total: int) -> list[str]:
     width = max((len(cb.name) for cb in stage.callbacks), default=0)
     for i, cb in enumerate(stage.callbacks, 1):
         lines.append(f"    {i:>2}. {cb.name:<{width}}  {_describe(cb)}")
+    for cb in stage.callbacks:
+        for access in cb.inferred:
+            optional = ", optional" if access.optional else ""
+            lines.append(f"  inferred from code: {cb.name!r} {access.access}s {access.key!r} "
+                         f"({access.where}, {access.event}{optional})")
     for edge in stage.inversions:
         lines.append(f"  note: {describe_inversion(edge, stage)}")
     lines.append("  events:")

@@ -15,8 +15,9 @@ from __future__ import annotations
 from typing import Any
 
 from stagegraph.compiler.diagnostics import Diagnostic, Location, Severity
+from stagegraph.compiler.levels import setting
 from stagegraph.compiler.pipeline import compile as compile_experiment
-from stagegraph.compiler.plan import ExecutionPlan, StagePlan
+from stagegraph.compiler.plan import ExecutionPlan
 from stagegraph.graph.experiment import Experiment
 from stagegraph.runtime.errors import PlanError
 
@@ -84,18 +85,7 @@ def missing_logdir(plan: ExecutionPlan) -> tuple[Diagnostic, ...]:
         Diagnostic(code="SF510", severity=Severity.error, message=message, hint=LOGDIR_HINT,
                    location=Location(stage=stage, callback=callback))
         for (stage, callback), message in found.items()
-        if _level(plan, stages.get(stage or ""), callback) in (None, "error"))
-
-
-def _level(plan: ExecutionPlan, stage: StagePlan | None, callback: str | None) -> str | None:
-    """The ``SF510`` level the experiment set for this place (callback > stage > experiment)."""
-    if stage is not None:
-        for cb in stage.callbacks:
-            if cb.name == callback and "SF510" in cb.lints:
-                return cb.lints["SF510"]
-        if "SF510" in stage.lints:
-            return stage.lints["SF510"]
-    return plan.lints.get("SF510")
+        if setting(plan, stages.get(stage or ""), callback, "SF510") in (None, "error"))
 
 
 def _options(plan: ExecutionPlan) -> dict[str, Any]:

@@ -62,6 +62,11 @@ BAD_INPUTS = [
     Case("output lacks the key a callback reads", ("run", f"{BAD}:missing_key", *RUN), 1,
          ("callback 'probabilities' (on_batch_end): KeyError: 'probs'",
           "the batch handler's output (keys ['logits'])")),
+    Case("output lacks a key the callback's code reads", ("run", f"{BAD}:missing_literal_key",
+                                                           *RUN), 1,
+         ("error[SF501] stage 'train' > callback 'probabilities' > key 'output.probs': reads "
+          "'output.probs' (inferred from source, exp_bad_run.py:", "Did you mean 'output.logits'?",
+          "not running"), before_any_work=True),
     Case("exception in a user callback", ("run", f"{BAD}:callback_raises", *RUN), 1,
          ("error: run failed at stage 'train', epoch 2, loader 'valid', callback 'broken' "
           "(on_loader_end): ZeroDivisionError: division by zero in a user callback",)),

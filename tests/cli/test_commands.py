@@ -33,7 +33,7 @@ def test_validate_prints_every_diagnostic_at_once(capsys: pytest.CaptureFixture[
     assert "  hint: stages are: 'train', 'finetune'" in lines
     assert any(h.startswith("error[SF107] stage 'train' > callback 'a': ") for h in heads)
     assert lines[-1] == ("experiment 'broken' has errors: 8 error(s), 0 warning(s) "
-                         "(2 stage(s), 11 callback(s))")
+                         "(2 stage(s), 13 callback(s))")
 
 
 def test_validate_json(capsys: pytest.CaptureFixture[str]) -> None:

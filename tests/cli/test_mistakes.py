@@ -27,9 +27,6 @@ ROOT = Path(__file__).resolve().parents[2]
 FOLDER = Path(__file__).parent / "fixtures" / "mistakes"
 BUILT = "mistake_data: building the model"  # what the fixtures' model factory prints
 
-CHECKS = "checks"  # SF301/303/401/510-516
-INFER = "infer"  # reads and writes inferred from callback source
-LINTS = "lints"  # SF107 an error by default
 
 
 @dataclass(frozen=True)
@@ -66,42 +63,37 @@ class Mistake:
 
 MISTAKES: tuple[Mistake, ...] = (
     Mistake("misspelt hook `on_epoch_ends`", "m01_misspelt_hook.py", "SF107",
-            "error[SF107] stage 'train' > callback 'summary'", suggests="on_epoch_end",
-            needs=(LINTS,)),
+            "error[SF107] stage 'train' > callback 'summary'", suggests="on_epoch_end"),
     Mistake("stage's own OptimizerCallback(accumulation_steps=2) shadowed by a migrating "
             "experiment-scoped OptimizerCallback(accumulation_steps=4)",
             "m02_shadowed_optimizer.py", "SF301",
-            "error[SF301] stage 'finetune' > callback 'optimizer'", needs=(CHECKS,)),
+            "error[SF301] stage 'finetune' > callback 'optimizer'"),
     Mistake("a training stage whose train loader is named `finetune`",
-            "m03_finetune_loader.py", "SF511", "error[SF511] stage 'finetune'",
-            needs=(CHECKS,)),
+            "m03_finetune_loader.py", "SF511", "error[SF511] stage 'finetune'"),
     Mistake("EarlyStoppingCallback(metric=\"los\")", "m04_early_stop_typo.py", "SF501",
             "error[SF501] stage 'train' > callback 'early_stop'", suggests="loss"),
     Mistake("early stopper pinned to `accuracy` migrating into a stage without accuracy",
             "m05_migrating_early_stopper.py", "SF501",
             "error[SF501] stage 'finetune' > callback 'early_stop'", also=("'train'",)),
     Mistake("a stage with a scheduler and no optimizer", "m06_scheduler_no_optimizer.py",
-            "SF514", "error[SF514] stage 'train'", needs=(CHECKS,)),
+            "SF514", "error[SF514] stage 'train'"),
     Mistake("experiment-level scheduler reaching an infer stage (not built there)",
             "m07_infer_scheduler.py", None),
     Mistake("TensorBoardLogger and no logdir", "m08_tensorboard_no_logdir.py", "SF510",
-            "info[SF510] stage 'train' > callback 'tensorboard'", needs=(CHECKS,)),
+            "info[SF510] stage 'train' > callback 'tensorboard'"),
     Mistake("a checkpoint callback and no logdir", "m09_checkpoint_no_logdir.py", "SF510",
-            "info[SF510] stage 'train' > callback 'best'", needs=(CHECKS,)),
+            "info[SF510] stage 'train' > callback 'best'"),
     Mistake("a callback reads runner.batch_metrics[\"acc\"]; the metric is `accuracy`",
             "m10_batch_metric_typo.py", "SF501", "error[SF501] stage 'train' > callback 'report'",
-            suggests="accuracy", needs=(INFER,)),
+            suggests="accuracy"),
     Mistake("a callback reads runner.batch_metrics[\"accuracy\"] undeclared, bucketed before "
-            "its writer (ordered after it by inference)", "m11_undeclared_read_order.py", None,
-            twin_needs=(INFER,)),
+            "its writer (ordered after it by inference)", "m11_undeclared_read_order.py", None),
     Mistake("two early stoppers in one stage", "m12_two_early_stoppers.py", "SF515",
-            "error[SF515] stage 'train'", also=("'early_stop'", "'patience'"),
-            needs=(CHECKS,)),
+            "error[SF515] stage 'train'", also=("'early_stop'", "'patience'")),
     Mistake("two checkpoint callbacks writing the same files", "m13_two_checkpoints.py",
-            "SF515", "error[SF515] stage 'train'", also=("'checkpoint'", "'top3'"),
-            needs=(CHECKS,)),
+            "SF515", "error[SF515] stage 'train'", also=("'checkpoint'", "'top3'")),
     Mistake("main_metric=\"accuracy\" with minimize_metric left at True",
-            "m14_metric_direction.py", "SF516", "error[SF516] stage 'train'", needs=(CHECKS,)),
+            "m14_metric_direction.py", "SF516", "error[SF516] stage 'train'"),
     Mistake("main_metric that nothing writes", "m15_main_metric_unwritten.py", "SF503",
             "error[SF503] stage 'train'", suggests="accuracy"),
     Mistake("a misnamed valid loader", "m16_valid_loader.py", "SF504",
@@ -112,7 +104,7 @@ MISTAKES: tuple[Mistake, ...] = (
     Mistake("after= names a callback that exists only in another stage",
             "m18_after_other_stage.py", "SF401",
             "error[SF401] stage 'finetune' > callback 'lr_probe2'",
-            never=("Did you mean 'lr_probe2'",), needs=(CHECKS,)),
+            never=("Did you mean 'lr_probe2'",)),
 )
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -76,3 +77,17 @@ def test_missing_device_is_reported(capsys: pytest.CaptureFixture[str]) -> None:
     result = cli(capsys, "run", TINY, "--quiet", "--device", "cuda")
     assert result.code == 1
     assert result.err.startswith("cannot run: ") and "Traceback" not in result.text
+
+
+def test_a_catalyst_style_callback_validates_plans_and_runs(
+        capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    spec = str(FIXTURES / "exp_catalyst_style.py")
+    assert cli(capsys, "validate", spec).code == 0
+    out = tmp_path / "plan.json"
+    assert cli(capsys, "plan", spec, "-o", str(out)).code == 0
+    stages = json.loads(out.read_text())["stages"]
+    counters = [cb for stage in stages for cb in stage["callbacks"] if cb["name"] == "counter"]
+    assert [(cb["scope"], cb["node"], cb["origin"]) for cb in counters] == [
+        ("experiment", "master", "declared"), ("experiment", "master", "migrated")]
+    result = cli(capsys, "run", spec, "--quiet", "--device", "cpu", "--logdir", str(tmp_path / "r"))
+    assert result.code == 0, result.err

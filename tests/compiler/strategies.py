@@ -16,6 +16,9 @@ KEYS = ["metric.loss", "metric.accuracy", "metric.*", "output.logits", "batch.ta
         "epoch_metric.{valid_loader}_loss", "valid_metric.*"]
 LOADERS = ["train", "valid", "infer", "holdout", "train_extra", "valid2"]
 EVENTS = ["on_batch_end", "on_epoch_end", "on_stage_start", "on_epoch_ends"]
+CLAIMS = ["optimizer:", "optimizer:g", "early_stopping", "files:checkpoints/", ""]
+NEEDS = ["logdir", "optimizer", "criterion", "scheduler", "model", "gpu"]
+WATCHED = ["{main_metric}", "accuracy", "loss", "f1_macro", "{main_metric}_x", "", None]
 
 junk = st.sampled_from([None, -1, 0, "3", 2.5, [], {}, object(), True])
 
@@ -43,6 +46,13 @@ def callbacks(draw: st.DrawFn) -> Any:
     for field in ("reads", "writes"):
         if draw(st.booleans()):
             kwargs[field] = draw(st.lists(st.sampled_from(KEYS), max_size=3))
+    if draw(st.integers(0, 3)) == 0:
+        kwargs["claims"] = draw(st.one_of(st.lists(st.sampled_from(CLAIMS), max_size=2), junk))
+    if draw(st.integers(0, 3)) == 0:
+        kwargs["needs"] = draw(st.one_of(st.lists(st.sampled_from(NEEDS), max_size=2), junk))
+    if draw(st.integers(0, 3)) == 0:
+        kwargs["watch"] = draw(st.sampled_from(WATCHED))
+        kwargs["watch_minimize"] = draw(st.sampled_from([None, True, False, "yes"]))
     cls = _callback_class(draw(st.lists(st.sampled_from(EVENTS), max_size=3, unique=True)))
     return cls(**kwargs)
 

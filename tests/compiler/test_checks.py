@@ -39,12 +39,13 @@ def test_output_of_undeclared_handler_is_a_warning() -> None:
     plan = sg.compile(exp)
     assert "SF502" in codes(plan)
 
-    @sg.handler(reads=["batch.images"], writes=["output.fake", "metric.loss_g"])
+    @sg.handler(reads=["batch.images"], writes=["output.fake", "metric.loss"])
     def gan(runner: Any, batch: Any) -> Any:
         return {}
 
-    exp = sg.Experiment("x", handler=gan)
-    exp.add_stage("train", loaders=dict(LOADERS), main_metric="loss_g", callbacks={
+    # The handler writes the loss the default optimizer callback backpropagates (no criterion).
+    exp = sg.Experiment("x", handler=gan, optimizer=object())
+    exp.add_stage("train", loaders=dict(LOADERS), callbacks={
         "m": Plain(reads=["output.fake", "output.real"])})
     plan = sg.compile(exp)
     assert [(d.code, d.location.key) for d in plan.diagnostics] == [("SF501", "output.real")]

@@ -250,8 +250,9 @@ EXAMPLES = int(os.environ.get("STAGEGRAPH_FUZZ_EXAMPLES", "200"))
 def builtin_experiments(draw: st.DrawFn) -> sg.Experiment:
     """Linear training stages (and maybe a final infer stage) whose metric callbacks all name
     metrics their stage computes."""
+    scheduler = draw(st.sampled_from([None, object()]))
     exp = sg.Experiment("props", model=object(), criterion=object(), optimizer=object(),
-                        scheduler=draw(st.sampled_from([None, object()])))
+                        scheduler=scheduler)
     for i in range(draw(st.integers(1, 3))):
         extra = draw(st.lists(st.sampled_from(["valid_hard", "train_b"]), unique=True))
         loaders: dict[str, Any] = {name: [] for name in ["train", "valid", *extra]}
@@ -269,7 +270,7 @@ def builtin_experiments(draw: st.DrawFn) -> sg.Experiment:
                 metric=watched, minimize=None if watched is None else watched == "loss")
         if draw(st.booleans()):
             callbacks["checkpoint"] = CheckpointCallback(prefix=draw(st.sampled_from(["", "b_"])))
-        if draw(st.booleans()):
+        if scheduler is not None and draw(st.booleans()):  # it needs one
             callbacks["scheduler"] = SchedulerCallback()
         if draw(st.booleans()):
             callbacks["csv"] = CSVLogger(folder="csv")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from conftest import LOADERS, Metric, Plain, Tracker, codes, experiment
 
 import stagegraph as sg
@@ -50,7 +52,7 @@ def test_declared_callback_shadowed_by_migrating_one_warns_and_keeps_place() -> 
     exp.add_stage("a", loaders=dict(LOADERS), callbacks={"tracker": Tracker()})
     exp.add_stage("b", loaders=dict(LOADERS), callbacks={"tracker": Tracker(), "z": Plain()})
     plan = sg.compile(exp)
-    (diag,) = [d for d in plan.diagnostics if d.code == "SF301"]
+    (diag,) = [d for d in plan.diagnostics if d.code == "SF303"]  # configured the same
     assert diag.severity is sg.Severity.warning
     assert str(diag.location) == "stage 'b' > callback 'tracker'"
     tracker = plan.stage("b").callback("tracker")
@@ -87,3 +89,115 @@ def test_diamond_hands_over_one_instance_once() -> None:
     assert plan.ok, plan.diagnostics
     join = plan.stage("join")
     assert [cb.name for cb in join.callbacks].count("tracker") == 1
+
+
+class Accumulating(sg.Callback):
+    """An experiment-scoped callback with a setting, like an optimizer's accumulation steps."""
+
+    scope = sg.CallbackScope.experiment
+
+    def __init__(self, steps: int = 1, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.steps = steps
+        self._pending = 0  # private state does not count as configuration
+
+    def on_batch_end(self, runner: Any) -> None:
+        pass
+
+
+def shadowed(declared: sg.Callback, **finetune: Any) -> sg.Experiment:
+    exp = experiment()
+    exp.add_stage("pretrain", loaders=dict(LOADERS), callbacks={"acc": Accumulating(steps=4)})
+    exp.add_stage("finetune", loaders=dict(LOADERS), callbacks={"acc": declared}, **finetune)
+    return exp
+
+
+def test_migrating_instance_shadowing_a_differently_configured_one_is_an_error() -> None:
+    plan = sg.compile(shadowed(Accumulating(steps=2)))
+    (diag,) = plan.errors
+    assert (diag.code, str(diag.location)) == ("SF301", "stage 'finetune' > callback 'acc'")
+    assert diag.message.endswith("so the configuration declared here is ignored: steps=4 "
+                                 "migrating, 2 here")
+    assert "rename" not in diag.hint  # two instances under two names would both run
+    assert "migrate_from_previous_stage=False on stage 'finetune'" in diag.hint
+    assert "scope='stage' in stage 'pretrain'" in diag.hint
+    assert "remove 'acc' from this stage's callbacks" in diag.hint
+    assert "lints={'SF301': 'allow'}" in diag.hint
+    assert plan.stage("finetune").callback("acc").origin == "migrated"  # the seed's behaviour
+
+
+def test_every_way_out_of_sf301_validates_clean() -> None:
+    off = shadowed(Accumulating(steps=2), migrate_from_previous_stage=False)
+    staged = shadowed(Accumulating(steps=2))
+    staged.stages[0].callbacks = {"acc": Accumulating(steps=4, scope="stage")}
+    removed = shadowed(Accumulating(steps=2))
+    removed.stages[1].callbacks = {}
+    allowed = shadowed(Accumulating(steps=2), lints={"SF301": "allow"})
+    for exp in (off, staged, removed, allowed):
+        plan = sg.compile(exp)
+        assert plan.ok and not plan.diagnostics, plan.diagnostics
+    assert sg.compile(off).stage("finetune").callback("acc").origin == "declared"
+    assert sg.compile(allowed).stage("finetune").callback("acc").origin == "migrated"
+
+
+def test_a_different_class_under_the_same_name_differs() -> None:
+    (diag,) = sg.compile(shadowed(Tracker())).errors
+    assert diag.code == "SF301" and diag.message.endswith(
+        "the migrating one is of class Accumulating, the one declared here of class Tracker")
+
+
+def test_values_that_cannot_be_compared_count_as_different() -> None:
+    class Grid:
+        def __eq__(self, other: object) -> bool:
+            raise ValueError("ambiguous truth value")
+
+    exp = experiment()
+    exp.add_stage("pretrain", loaders=dict(LOADERS), callbacks={"acc": Accumulating(steps=4)})
+    exp.stages[0].callbacks["acc"].steps = Grid()  # type: ignore[assignment]
+    later = Accumulating()
+    later.steps = Grid()  # type: ignore[assignment]
+    exp.add_stage("finetune", loaders=dict(LOADERS), callbacks={"acc": later})
+    assert codes(sg.compile(exp)) == ["SF301"]
+
+
+def test_identically_configured_shadow_is_a_warning() -> None:
+    plan = sg.compile(shadowed(Accumulating(steps=4)))
+    (diag,) = plan.diagnostics
+    assert (diag.code, diag.severity) == ("SF303", sg.Severity.warning)
+    assert plan.ok
+    assert "remove 'acc' from this stage's callbacks" in diag.hint
+
+
+def test_differs_compares_public_attributes() -> None:
+    from stagegraph.compiler.migration import differs
+
+    assert differs(Accumulating(steps=4), Accumulating(steps=4)) is None
+    assert differs(Accumulating(steps=4), Accumulating(steps=2)) == "steps=4 migrating, 2 here"
+    extra = Accumulating(steps=4)
+    extra.note = "x"  # type: ignore[attr-defined]
+    assert differs(Accumulating(steps=4), extra) == "note=unset migrating, 'x' here"
+
+
+def test_a_migrating_instance_takes_the_slot_its_namesake_sorted_into() -> None:
+    """The seed sorts a stage's own callbacks by order, then puts a migrating instance in the slot
+    of the declaration it replaces; equal-order neighbours keep that slot order."""
+
+    class C(sg.Callback):
+        def on_epoch_end(self, runner: object) -> None: ...
+
+    ex = sg.CallbackScope.experiment
+    exp = sg.Experiment("slots", model=object(), criterion=object(), optimizer=object())
+    exp.add_stage("one", loaders={"train": [], "valid": []},
+                  callbacks={"exp": C(order=10, scope=ex), "exp2": C(order=10, scope=ex),
+                             "exp_ext": C(order=10, scope=ex)})
+    exp.add_stage("two", loaders={"train": [], "valid": []}, lints={"SF301": "allow"},
+                  callbacks={"stage": C(order=10), "exp_ext": C(order=0), "tie": C(order=10)})
+    plan = sg.compile(exp, verbose=False)
+    two = plan.stage("two")
+    assert [cb.name for cb in two.callbacks if cb.origin != "default"] == [
+        "exp_ext", "stage", "tie", "exp", "exp2"]
+    assert two.callback("exp_ext").shadowed_order == 0
+    assert two.callback("exp").shadowed_order is None
+    text = str(plan.explain("two", "exp_ext", "stage"))
+    assert "sits in the slot of the 'exp_ext' declared in stage 'two'" in text
+    assert "Internal (0)" in text

@@ -92,3 +92,26 @@ def test_explicit_cycle_through_after() -> None:
 def test_self_reference_is_reported() -> None:
     plan = compile_stage({"a": Plain(after=["a"])})
     assert "SF401" in codes(plan)
+
+
+def test_after_naming_a_callback_of_another_stage_says_where_it_is() -> None:
+    exp = experiment()
+    exp.add_stage("train", loaders=dict(LOADERS), callbacks={"accuracy": Metric()})
+    exp.add_stage("finetune", loaders=dict(LOADERS),
+                  callbacks={"accuracy_report": Plain(after=["accuracy"])})
+    (diag,) = sg.compile(exp).errors
+    assert (diag.code, str(diag.location)) == (
+        "SF401", "stage 'finetune' > callback 'accuracy_report'")
+    assert "Did you mean" not in diag.message  # never the callback itself
+    assert "Only stage(s) 'train' have a callback 'accuracy'" in diag.message
+    assert diag.hint.startswith("remove 'accuracy' from after, or name one of the callbacks")
+    assert "'accuracy_report'" not in diag.hint
+
+
+def test_twin_with_the_callback_in_the_same_stage_validates_clean() -> None:
+    exp = experiment()
+    exp.add_stage("train", loaders=dict(LOADERS), callbacks={"accuracy": Metric()})
+    exp.add_stage("finetune", loaders=dict(LOADERS), callbacks={
+        "accuracy": Metric(), "accuracy_report": Plain(after=["accuracy"])})
+    plan = sg.compile(exp)
+    assert plan.ok and not plan.diagnostics, plan.diagnostics

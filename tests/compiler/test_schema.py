@@ -118,7 +118,7 @@ def test_criterion_function_is_the_loss_itself() -> None:
     def cross_entropy(outputs: Any, targets: Any) -> Any:
         return 0
 
-    exp = sg.Experiment("x", model=object(), criterion=cross_entropy)
+    exp = sg.Experiment("x", model=object(), criterion=cross_entropy, optimizer=object())
     exp.add_stage("train", loaders=dict(LOADERS))
     assert sg.compile(exp).ok
     exp = sg.Experiment("x", model=object(), criterion=lambda a, b, c: 0)

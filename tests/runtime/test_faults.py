@@ -179,7 +179,8 @@ def test_a_handler_returning_a_tensor() -> None:
     ([3.5, 1.0], "a list whose first item is float"),
 ])
 def test_unsupported_batches_say_what_a_batch_is(batch: Any, described: str) -> None:
-    exp = sg.Experiment("batches", model=lambda: nn.Linear(3, 2), criterion=nn.CrossEntropyLoss)
+    exp = sg.Experiment("batches", model=lambda: nn.Linear(3, 2), criterion=nn.CrossEntropyLoss,
+                        optimizer=lambda m: torch.optim.SGD(m.parameters(), lr=0.1))
     exp.add_stage("train", loaders={"train": [batch], "valid": [batch]})
     text = failure(exp)
     assert text == (
@@ -190,7 +191,8 @@ def test_unsupported_batches_say_what_a_batch_is(batch: Any, described: str) -> 
 
 
 def test_a_loader_that_is_not_iterable() -> None:
-    exp = sg.Experiment("loader", model=lambda: nn.Linear(3, 2), criterion=nn.CrossEntropyLoss)
+    exp = sg.Experiment("loader", model=lambda: nn.Linear(3, 2), criterion=nn.CrossEntropyLoss,
+                        optimizer=lambda m: torch.optim.SGD(m.parameters(), lr=0.1))
     exp.add_stage("train", loaders={"train": 3.5, "valid": []})
     assert failure(exp) == (
         "run failed at stage 'train', epoch 1, loader 'train': loader 'train' is float, which is "

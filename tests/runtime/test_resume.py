@@ -248,7 +248,8 @@ def changed(**stage_b: Any) -> sg.Experiment:
 def test_a_changed_plan_is_refused_naming_each_change(tmp_path: Path) -> None:
     run(tmp_path, ("epoch", 4))
     exp = changed(num_epochs=5)
-    exp.add_stage("d", loaders=exp.stages[0].loaders)
+    exp.add_stage("d", loaders=exp.stages[0].loaders,
+                  optimizer=lambda m: torch.optim.SGD(m.parameters(), lr=0.1))
     with pytest.raises(ResumeError) as info:
         sg.Runner(plan(exp, tmp_path), resume=True)
     assert str(info.value).startswith(

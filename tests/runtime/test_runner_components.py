@@ -13,6 +13,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 from trace_helpers import (
+    NO_OPTIMIZER,
     Hook,
     Recorder,
     callbacks,
@@ -146,7 +147,7 @@ def test_precision_autocasts_the_handler_on_cpu(precision: str, dtype: torch.dty
     seen: list[tuple[Any, Any, str]] = []
     record = Hook("on_batch_end", lambda r: seen.append(
         (r.output["logits"].dtype, r.scaler, r.precision)))
-    exp = sg.Experiment("precision", model=tiny_model)
+    exp = sg.Experiment("precision", model=tiny_model, lints=NO_OPTIMIZER)
     exp.add_stage("a", precision=precision, loaders=loaders(train=2, valid=2),
                   callbacks=callbacks(record=record))
     run_cpu(exp)
@@ -156,7 +157,7 @@ def test_precision_autocasts_the_handler_on_cpu(precision: str, dtype: torch.dty
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_amp_on_cuda_has_a_scaler() -> None:  # pragma: no cover - CPU CI
     seen: list[Any] = []
-    exp = sg.Experiment("amp", model=tiny_model)
+    exp = sg.Experiment("amp", model=tiny_model, lints=NO_OPTIMIZER)
     exp.add_stage("a", precision="amp", loaders=loaders(train=2, valid=2), callbacks=callbacks(
         record=Hook("on_batch_end", lambda r: seen.append((r.output["logits"].dtype, r.scaler)))))
     sg.Runner(sg.compile(exp, device="cuda", verbose=False)).run()
@@ -191,7 +192,8 @@ def test_dict_batches_with_a_custom_handler() -> None:
             return {"features": torch.full((3,), float(i)), "targets": torch.tensor(i % 2)}
 
     data = torch.utils.data.DataLoader(Dicts(), batch_size=2)
-    exp = sg.Experiment("dicts", model=tiny_model, handler=sg.SupervisedHandler())
+    exp = sg.Experiment("dicts", model=tiny_model, handler=sg.SupervisedHandler(),
+                        lints=NO_OPTIMIZER)
     exp.add_stage("a", loaders={"train": data, "valid": data}, callbacks=callbacks(
         size=Hook("on_batch_end", lambda r: sizes.append(r.batch_size))))
     runner = run_cpu(exp)
@@ -199,7 +201,7 @@ def test_dict_batches_with_a_custom_handler() -> None:
 
 
 def test_defaults_are_built_fresh_for_each_stage_from_their_target() -> None:
-    exp = sg.Experiment("bind", model=tiny_model)
+    exp = sg.Experiment("bind", model=tiny_model, lints=NO_OPTIMIZER)
     shared = Recorder(scope="experiment")
     exp.add_stage("a", loaders=loaders(), callbacks=callbacks(shared=shared))
     exp.add_stage("b", loaders=loaders(), callbacks=stand_ins())

@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 import torch
 from trace_helpers import (
+    NO_OPTIMIZER,
     Hook,
     Recorder,
     callbacks,
@@ -46,7 +47,7 @@ class Catcher(sg.Callback):
 
 def two_stages(handler: Any, **first: sg.Callback) -> tuple[sg.Experiment, list[str]]:
     log: list[str] = []
-    exp = sg.Experiment("errors", model=tiny_model, handler=handler)
+    exp = sg.Experiment("errors", model=tiny_model, handler=handler, lints=NO_OPTIMIZER)
     exp.add_stage("a", num_epochs=2, loaders=loaders(),
                   callbacks=callbacks(rec=Recorder(log, scope="experiment"), **first))
     exp.add_stage("b", loaders=loaders(), callbacks=stand_ins())
@@ -99,7 +100,7 @@ def test_error_in_a_component_factory_is_reported_at_the_stage() -> None:
     def broken_optimizer(model: Any) -> Any:
         raise RuntimeError("no such optimizer")
 
-    exp = sg.Experiment("factory", model=tiny_model)
+    exp = sg.Experiment("factory", model=tiny_model, lints=NO_OPTIMIZER)
     stage_callbacks = callbacks(catch=Catcher(seen, "catch"), optimizer=sg.Callback())
     exp.add_stage("a", loaders=loaders(), optimizer=broken_optimizer, callbacks=stage_callbacks)
     with pytest.raises(RunError) as info:
@@ -158,7 +159,7 @@ def test_a_failing_exception_handler_is_reported_with_the_original() -> None:
 
 # --- devices ----------------------------------------------------------------------------------
 def one_stage() -> sg.Experiment:
-    exp = sg.Experiment("device", model=tiny_model)
+    exp = sg.Experiment("device", model=tiny_model, lints=NO_OPTIMIZER)
     exp.add_stage("a", loaders=loaders(), callbacks=stand_ins())
     return exp
 
@@ -171,7 +172,7 @@ def test_unavailable_cuda_fails_before_any_work() -> None:
         built.append(1)
         return tiny_model()
 
-    exp = sg.Experiment("device", model=factory)
+    exp = sg.Experiment("device", model=factory, lints=NO_OPTIMIZER)
     exp.add_stage("a", loaders=loaders(), callbacks=stand_ins())
     for plan, override in ((compile_cpu(exp), "cuda"), (compile_cpu(exp), "cuda:1"),
                            (sg.compile(exp, device="cuda", verbose=False), None)):
@@ -200,7 +201,7 @@ def test_unknown_device_is_a_plan_error() -> None:
 
 # --- plans the runner refuses or recompiles ---------------------------------------------------
 def test_plan_with_errors_is_refused_listing_every_error() -> None:
-    exp = sg.Experiment("broken", model=tiny_model)
+    exp = sg.Experiment("broken", model=tiny_model, lints=NO_OPTIMIZER)
     exp.add_stage("a", loaders={}, callbacks=stand_ins())
     exp.add_stage("b", loaders={"train": []}, callbacks=stand_ins())
     plan = sg.compile(exp, device="cpu", verbose=False)

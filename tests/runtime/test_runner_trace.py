@@ -7,6 +7,7 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader, DistributedSampler
 from trace_helpers import (
+    NO_OPTIMIZER,
     Hook,
     Recorder,
     callbacks,
@@ -42,7 +43,7 @@ EPOCH_TRAIN_2_VALID_1 = """
 
 def test_two_stages_full_trace_and_counters() -> None:
     log: list[str] = []
-    exp = sg.Experiment("trace", seed=3, model=tiny_model)
+    exp = sg.Experiment("trace", seed=3, model=tiny_model, lints=NO_OPTIMIZER)
     exp.add_stage("pretrain", num_epochs=2, loaders=loaders(),
                   callbacks=callbacks(rec=Recorder(log, scope="experiment")))
     exp.add_stage("train", loaders=loaders(), callbacks=stand_ins())
@@ -72,7 +73,7 @@ def test_counters_per_batch() -> None:
                      r.global_batch_step, r.batch_size, r.loader_sample_step,
                      r.global_sample_step, r.loader_len, r.loader_batch_size))
 
-    exp = sg.Experiment("counters", model=tiny_model)
+    exp = sg.Experiment("counters", model=tiny_model, lints=NO_OPTIMIZER)
     hook = Hook("on_batch_end", record, scope="experiment")
     exp.add_stage("one", num_epochs=2, callbacks=callbacks(hook=hook),
                   loaders={"train": loader(5, 2), "valid": loader(3, 3)})
@@ -112,7 +113,7 @@ def test_migration_on_keeps_the_instance_and_its_state() -> None:
             counter["stage_starts"] = self.calls
             assert runner.callbacks["counting"] is self
 
-    exp = sg.Experiment("migrate", model=tiny_model)
+    exp = sg.Experiment("migrate", model=tiny_model, lints=NO_OPTIMIZER)
     exp.add_stage("a", loaders=loaders(), callbacks=callbacks(rec=rec, counting=Counting()))
     exp.add_stage("b", loaders=loaders(), callbacks=stand_ins())
     exp.add_stage("c", loaders=loaders(), callbacks=stand_ins())
@@ -127,7 +128,7 @@ def test_migration_on_keeps_the_instance_and_its_state() -> None:
 
 def test_migration_off_stops_the_callback() -> None:
     log: list[str] = []
-    exp = sg.Experiment("no-migrate", model=tiny_model)
+    exp = sg.Experiment("no-migrate", model=tiny_model, lints=NO_OPTIMIZER)
     exp.add_stage("a", loaders=loaders(), callbacks=callbacks(rec=Recorder(log,
                                                                           scope="experiment")))
     exp.add_stage("b", loaders=loaders(), callbacks=stand_ins(), migrate_from_previous_stage=False)
@@ -139,7 +140,7 @@ def test_migration_off_stops_the_callback() -> None:
 def test_experiment_events_go_to_the_first_and_last_stage() -> None:
     first: list[str] = []
     last: list[str] = []
-    exp = sg.Experiment("ends", model=tiny_model)
+    exp = sg.Experiment("ends", model=tiny_model, lints=NO_OPTIMIZER)
     exp.add_stage("a", loaders=loaders(), callbacks=callbacks(rec=Recorder(first)))
     exp.add_stage("b", loaders=loaders(), callbacks=callbacks(rec=Recorder(last)))
     run_cpu(exp)
@@ -155,7 +156,7 @@ def test_model_weights_carry_over_and_a_stage_model_overrides() -> None:
         return built[-1]
 
     models: list[Any] = []
-    exp = sg.Experiment("models", model=factory)
+    exp = sg.Experiment("models", model=factory, lints=NO_OPTIMIZER)
     own = tiny_model()
     for name, model in (("a", None), ("b", own), ("c", None)):
         exp.add_stage(name, loaders=loaders(), model=model, callbacks=callbacks(
@@ -172,7 +173,7 @@ def test_early_stop_in_a_batch_ends_that_loader_only() -> None:
         if runner.epoch == 1 and runner.loader_name == "train" and runner.loader_batch_step == 1:
             runner.need_early_stop = True
 
-    exp = sg.Experiment("stop-batch", model=tiny_model)
+    exp = sg.Experiment("stop-batch", model=tiny_model, lints=NO_OPTIMIZER)
     exp.add_stage("s", num_epochs=2, loaders=loaders(train=6),
                   callbacks=callbacks(stop=Hook("on_batch_end", stop), rec=Recorder(log)))
     runner = run_cpu(exp)
@@ -211,7 +212,7 @@ def test_early_stop_at_epoch_end_ends_the_stage_and_global_epoch_advances() -> N
     def stop(runner: Any) -> None:
         runner.need_early_stop = runner.stage_name == "a" and runner.epoch == 2
 
-    exp = sg.Experiment("stop-epoch", model=tiny_model)
+    exp = sg.Experiment("stop-epoch", model=tiny_model, lints=NO_OPTIMIZER)
     exp.add_stage("a", num_epochs=5, loaders=loaders(),
                   callbacks=callbacks(stop=Hook("on_epoch_end", stop, scope="experiment"),
                                       rec=Recorder(log, scope="experiment")))
@@ -243,7 +244,7 @@ def test_infer_stage_runs_in_eval_mode_without_gradients() -> None:
         modes.append((r.stage_name, r.loader_name, r.model.training, torch.is_grad_enabled(),
                       r.is_train_loader, r.is_valid_loader, r.is_infer_loader))
 
-    exp = sg.Experiment("infer", model=tiny_model)
+    exp = sg.Experiment("infer", model=tiny_model, lints=NO_OPTIMIZER)
     hook = Hook("on_batch_end", record, scope="experiment")
     exp.add_stage("train", loaders=loaders(train=2, valid=2), callbacks=callbacks(hook=hook))
     exp.add_stage("infer", loaders={"infer": loader(2)})
@@ -261,7 +262,7 @@ def test_distributed_sampler_gets_the_stage_epoch_except_in_inference() -> None:
     sampler = DistributedSampler(data, num_replicas=1, rank=0, shuffle=True, seed=0)
     infer_sampler = DistributedSampler(data, num_replicas=1, rank=0, shuffle=False)
     epochs: list[int] = []
-    exp = sg.Experiment("ddp-sampler", model=tiny_model)
+    exp = sg.Experiment("ddp-sampler", model=tiny_model, lints=NO_OPTIMIZER)
     exp.add_stage("train", num_epochs=3,
                   loaders={"train": DataLoader(data, batch_size=2, sampler=sampler),
                            "valid": loader(2)},
@@ -275,7 +276,7 @@ def test_distributed_sampler_gets_the_stage_epoch_except_in_inference() -> None:
 
 def test_check_run_two_batches_two_epochs() -> None:
     log: list[str] = []
-    exp = sg.Experiment("check", model=tiny_model)
+    exp = sg.Experiment("check", model=tiny_model, lints=NO_OPTIMIZER)
     exp.add_stage("a", num_epochs=5, loaders=loaders(train=10, valid=10),
                   callbacks=callbacks(rec=Recorder(log, scope="experiment")), check_run=True)
     exp.add_stage("b", num_epochs=3, loaders=loaders(train=10, valid=10), callbacks=stand_ins())
@@ -290,7 +291,7 @@ def test_check_run_two_batches_two_epochs() -> None:
 
 def test_runner_check_makes_every_stage_a_check_run() -> None:
     lens: list[tuple[str, int, Any, bool]] = []
-    exp = sg.Experiment("check-all", model=tiny_model)
+    exp = sg.Experiment("check-all", model=tiny_model, lints=NO_OPTIMIZER)
     for name in ("a", "b"):
         exp.add_stage(name, num_epochs=4, loaders=loaders(train=10, valid=10),
                       callbacks=callbacks(hook=Hook("on_loader_end", lambda r: lens.append(
@@ -311,7 +312,7 @@ def test_seeds_per_stage_epoch_and_loader() -> None:
         event = f"on_{label}_start"
         return Hook(event, lambda r: seeds.append((label, torch.initial_seed())))
 
-    exp = sg.Experiment("seeds", seed=100, model=factory)
+    exp = sg.Experiment("seeds", seed=100, model=factory, lints=NO_OPTIMIZER)
     exp.add_stage("a", num_epochs=2, loaders={"train": loader(2), "valid": loader(2)},
                   callbacks=callbacks(epoch=at("epoch"), loader=at("loader")))
     exp.add_stage("b", model=factory, loaders=loaders(), callbacks=callbacks(epoch=at("epoch")))
@@ -337,7 +338,7 @@ def test_metric_dicts_are_reset_at_their_level() -> None:
             seen.append(("batch_start", dict(r.batch_metrics)))
             r.batch_metrics["b"] = r.loader_batch_step
 
-    exp = sg.Experiment("metrics", model=tiny_model)
+    exp = sg.Experiment("metrics", model=tiny_model, lints=NO_OPTIMIZER)
     exp.add_stage("s", num_epochs=2, loaders=loaders(train=2, valid=2),
                   callbacks=callbacks(writes=Writes()))
     runner = run_cpu(exp)
@@ -365,7 +366,7 @@ def test_a_later_stage_starts_with_no_loader_state() -> None:
         def on_epoch_start(self, runner: Any) -> None:
             record(runner)
 
-    exp = sg.Experiment("fresh", model=tiny_model)
+    exp = sg.Experiment("fresh", model=tiny_model, lints=NO_OPTIMIZER)
     exp.add_stage("one", loaders=loaders(), callbacks=callbacks(probe=Probe()))
     exp.add_stage("two", loaders=loaders(), callbacks=stand_ins())
     run_cpu(exp)
@@ -379,8 +380,34 @@ def test_loader_steps_are_zero_at_loader_start() -> None:
     def record(runner: Any) -> None:
         seen.append((runner.loader_name, runner.loader_batch_step, runner.loader_sample_step))
 
-    exp = sg.Experiment("steps", model=tiny_model)
+    exp = sg.Experiment("steps", model=tiny_model, lints=NO_OPTIMIZER)
     exp.add_stage("train", loaders=loaders(),
                   callbacks=callbacks(probe=Hook("on_loader_start", record)))
     run_cpu(exp)
     assert seen == [("train", 0, 0), ("valid", 0, 0)]
+
+
+def test_dispatch_order_when_a_stage_redeclares_a_migrating_name() -> None:
+    """As in the seed: the stage's own callbacks sorted by order, the migrating instance in the
+    slot of its re-declaration, new migrating ones after them, then a stable sort by order."""
+    calls: list[tuple[str, str]] = []
+
+    class Named(sg.Callback):
+        def __init__(self, label: str, **kwargs: Any) -> None:
+            super().__init__(**kwargs)
+            self.label = label
+
+        def on_epoch_end(self, runner: Any) -> None:
+            calls.append((runner.stage_name, self.label))
+
+    ex = sg.CallbackScope.experiment
+    exp = sg.Experiment("slots", model=tiny_model, lints=NO_OPTIMIZER | {"SF301": "allow"})
+    exp.add_stage("one", loaders=loaders(), callbacks=callbacks(
+        exp=Named("exp", order=10, scope=ex), exp2=Named("exp2", order=10, scope=ex),
+        exp_ext=Named("exp_ext", order=10, scope=ex)))
+    exp.add_stage("two", loaders=loaders(), callbacks=callbacks(
+        stage=Named("stage", order=10), exp_ext=Named("redeclared", order=0),
+        tie=Named("tie", order=10)))
+    run_cpu(exp)
+    assert [label for stage, label in calls if stage == "two"] == [
+        "exp_ext", "stage", "tie", "exp", "exp2"]

@@ -74,6 +74,11 @@ class Hook(sg.Callback):
         setattr(self, event, fn)
 
 
+#: Lint levels for experiments that exercise the runner's loop and train nothing on purpose: a
+#: training stage without an optimizer is otherwise an error (SF512).
+NO_OPTIMIZER = {"SF512": "allow"}
+
+
 class AggregationStandIn(sg.Callback):
     """Replaces the default metric aggregation; declares ``metric.loss`` for ``main_metric``."""
 
