@@ -53,10 +53,13 @@ def _merged(cls: type, reads: Keys, writes: Keys) -> _Merged:
     if not accesses:
         return _Merged(reads, writes, (), ())
     first: dict[tuple[str, str], InferredAccess] = {}  # the first access, unless optional
+    events: dict[tuple[str, str], dict[str, None]] = {}  # every method with that access
     for access in accesses:
         seen = first.setdefault((access.key, access.access), access)
         if seen.optional and not access.optional:
             first[(access.key, access.access)] = access
+        events.setdefault((access.key, access.access), {})[access.event or "?"] = None
+    first = {k: a.model_copy(update={"events": tuple(events[k])}) for k, a in first.items()}
     written = {key for key, kind in first if kind == "write"}
     added: list[InferredAccess] = []
     problems = []

@@ -18,10 +18,10 @@ from collections.abc import Mapping
 import networkx as nx
 
 from stagegraph.compiler.diagnostics import Diagnostics, did_you_mean
-from stagegraph.compiler.inferred import inferred_at, source_note
+from stagegraph.compiler.inferred import inferred, inferred_at, source_note
 from stagegraph.compiler.keys import namespace
 from stagegraph.compiler.plan import CallbackPlan, EdgePlan, ExecutionPlan, StagePlan
-from stagegraph.graph.enums import bucket_name
+from stagegraph.graph.enums import EVENT_METHODS, bucket_name
 
 
 def callback_order(plan: ExecutionPlan, diags: Diagnostics) -> ExecutionPlan:
@@ -126,7 +126,7 @@ def _dataflow_edges(callbacks: tuple[CallbackPlan, ...]) -> list[EdgePlan]:
             candidates = exact.get(key, []) + wildcards.get(ns, [])
             read_at = inferred_at(reader, key, "read") if reader.inferred else None
             for written, writer in candidates:
-                if writer.name == reader.name:
+                if writer.name == reader.name or not _meet(writer, written, reader, key):
                     continue
                 written_at = inferred_at(writer, written, "write") if writer.inferred else None
                 edges.append(EdgePlan(
@@ -139,6 +139,28 @@ def _dataflow_edges(callbacks: tuple[CallbackPlan, ...]) -> list[EdgePlan]:
     return edges
 
 
+def _meet(writer: CallbackPlan, written: str, reader: CallbackPlan, key: str) -> bool:
+    """Whether the write and the read may happen in the same event, where order decides.
+
+    Known only where code shows a side (an inferred access names the methods it is in); the other
+    side counts every event its callback handles. A read in ``on_loader_end`` of what is written
+    in ``on_epoch_end`` comes first whatever the order, so it makes no edge (an edge there could
+    only make a false cycle). Two declared keys, or code in a helper method, always make an edge.
+    """
+    read = inferred(reader, key, "read") if reader.inferred else None
+    write = inferred(writer, written, "write") if writer.inferred else None
+    if read is None and write is None:
+        return True
+    read_events = set(read.events) if read is not None else set(reader.events)
+    write_events = set(write.events) if write is not None else set(writer.events)
+    if not read_events or not write_events or not (read_events | write_events) <= _EVENTS:
+        return True  # no event known, or a helper method: when it runs is unknown
+    return bool(read_events & write_events)
+
+
+_EVENTS = frozenset(EVENT_METHODS)
+
+
 def _namespace_edges(key: str, reader: CallbackPlan,
                      candidates: list[tuple[str, CallbackPlan]]) -> list[EdgePlan]:
     """One edge per writer for a wildcard read ``ns.*``, however many of its keys it writes.
@@ -148,7 +170,7 @@ def _namespace_edges(key: str, reader: CallbackPlan,
     """
     by_writer: dict[str, tuple[CallbackPlan, list[str]]] = {}
     for key_written, writer in candidates:
-        if writer.name != reader.name:
+        if writer.name != reader.name and _meet(writer, key_written, reader, key):
             by_writer.setdefault(writer.name, (writer, []))[1].append(key_written)
     read_at = inferred_at(reader, key, "read") if reader.inferred else None
     edges = []

@@ -47,7 +47,8 @@ class InferredAccess(Frozen):
     ``where`` is ``file:line`` of the access; ``event`` the method it is in. ``optional``: the
     code may do without it — it sits in a branch that may be skipped (``if``, ``try``, ``and`` /
     ``or``, a conditional expression) or is a ``.get`` — so, as a read, it orders callbacks but
-    its absence is not an error.
+    its absence is not an error. ``events``: every method whose code accesses the key this way
+    (in the plan; ``event`` is the first of them).
     """
 
     key: str
@@ -55,6 +56,7 @@ class InferredAccess(Frozen):
     where: str
     event: str | None = None
     optional: bool = False
+    events: tuple[str, ...] = ()
 
 
 class MetricFlow(Frozen):

@@ -327,9 +327,16 @@ def test_the_text_form_lists_what_the_code_adds() -> None:
     assert "on_batch_end, optional)" in text
 
 
+class BatchReporter(sg.Callback):
+    """Declares its read; handles the event the accuracy is written in."""
+
+    reads = ("metric.accuracy",)
+
+    def on_batch_end(self, runner: Any) -> None: ...
+
+
 def test_an_undeclared_write_provides_and_orders_too() -> None:
-    plan = compile_stage({"reporter": Plain(order=0, reads=["metric.accuracy"]),
-                          "accuracy": Accuracy()})
+    plan = compile_stage({"reporter": BatchReporter(order=0), "accuracy": Accuracy()})
     assert plan.ok, plan.diagnostics
     (edge,) = [e for e in plan.stage("train").edges if e.target == "reporter"]
     assert edge.reason == (f"'accuracy' writes 'metric.accuracy' (inferred from source, "
@@ -488,3 +495,34 @@ def test_moved_source_lines_are_not_a_plan_change() -> None:
                 edge["reason"] = edge["reason"].replace(HERE, "elsewhere.py")
     assert plan_changes(saved, moved) == []
     assert sg.ExecutionPlan.model_validate_json(plan.to_json()).hash == plan.hash
+
+
+class LoaderEndReader(sg.Callback):
+    """Writes a batch metric and, at loader end, looks at the previous epoch's valid value."""
+
+    order = sg.CallbackOrder.Metric
+
+    def on_batch_end(self, runner: Any) -> None:
+        runner.batch_metrics["hits"] = runner.output["logits"].sum()
+
+    def on_loader_end(self, runner: Any) -> None:
+        print(runner.valid_metrics.get("hits", 0.0))
+
+
+def test_no_edge_between_a_write_and_a_read_in_different_events() -> None:
+    """Validation writes valid metrics in on_epoch_end; a read in on_loader_end comes first
+    whatever the order, so it makes no edge — and no false cycle through the aggregation."""
+    plan = compile_stage({"reader": LoaderEndReader()})
+    assert plan.ok, plan.diagnostics
+    stage = plan.stage("train")
+    assert not [e for e in stage.edges if e.source == "validation" and e.target == "reader"]
+    assert [e for e in stage.edges if e.source == "reader" and e.target == "metric_aggregation"]
+    (access,) = [a for a in stage.callback("reader").inferred if a.key == "valid_metric.hits"]
+    assert access.events == ("on_loader_end",)
+
+
+def test_a_declared_read_at_epoch_end_of_a_batch_metric_needs_no_order() -> None:
+    plan = compile_stage({"reporter": Plain(order=0, reads=["metric.accuracy"]),
+                          "accuracy": Accuracy()})
+    assert plan.ok, plan.diagnostics
+    assert not [e for e in plan.stage("train").edges if e.target == "reporter"]
