@@ -125,7 +125,8 @@ _SHORT.maxstring = _SHORT.maxother = 40
 def differs(migrating: Any, declared: Any) -> str | None:
     """``None`` when two callback instances are configured alike, else what differs.
 
-    Alike: the same class and equal public instance attributes (``vars()`` without ``_names``).
+    Alike: the same class and equal public instance attributes (``vars()`` without ``_names``
+    and ``scope``, which differs by construction).
     What cannot be compared — no instance known, no ``vars()``, an ``==`` that raises or does not
     give a bool (arrays, tensors) — counts as different.
 
@@ -154,7 +155,8 @@ def differs(migrating: Any, declared: Any) -> str | None:
 
 
 def _public(instance: Any) -> dict[str, Any]:
-    return {k: v for k, v in vars(instance).items() if not k.startswith("_")}
+    # ``scope`` differs by construction (only one of the two migrates): not configuration.
+    return {k: v for k, v in vars(instance).items() if not k.startswith("_") and k != "scope"}
 
 
 def _show(values: dict[str, Any], key: str) -> str:
