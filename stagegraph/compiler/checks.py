@@ -51,7 +51,8 @@ def _check_loaders(stage: StagePlan, diags: Diagnostics) -> None:
                     param="loaders")
         return
     for loader in stage.loaders:
-        if loader.kind is LoaderKind.unknown:
+        if loader.kind is LoaderKind.unknown and (stage.is_infer or
+                                                  loader.name != stage.valid_loader):
             diags.warning("SF506", f"loader {loader.name!r} starts with none of 'train', 'valid'"
                           ", 'infer', so it runs in eval mode without gradients and counts as "
                           "neither training nor validation",

@@ -79,7 +79,8 @@ DEFAULTS: tuple[Default, ...] = (
         params=lambda s: {"metric_key": "loss", "accumulation_steps": 1},
         reads=lambda p: (f"metric.{p['metric_key']}",),
         writes=lambda p: ("epoch_metric.lr",),
-        claims=lambda p: (f"optimizer:{p.get('optimizer_key') or ''}",), needs=("optimizer",),
+        claims=lambda p: (f"optimizer:{p.get('optimizer_key') or ''}",
+                          f"backward:{p['metric_key']}"), needs=("optimizer",),
     ),
     Default(
         name="validation", cls="ValidationManagerCallback", order=CallbackOrder.Validation,

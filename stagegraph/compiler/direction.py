@@ -18,9 +18,10 @@ from stagegraph.compiler.diagnostics import Diagnostics
 from stagegraph.compiler.exclusive import origin_of
 from stagegraph.compiler.plan import CallbackPlan, StagePlan
 
-MAXIMISE = frozenset({"accuracy", "acc", "f1", "auc", "ap", "map", "iou", "miou", "dice",
-                      "precision", "recall", "r2"})
-MINIMISE = frozenset({"loss", "mae", "mse", "rmse", "mape", "error", "perplexity"})
+MAXIMISE = frozenset({"accuracy", "acc", "f1", "f1score", "fbeta", "fbetascore", "auc",
+                      "auroc", "roc", "auprc", "ap", "map", "iou", "miou", "jaccard", "dice",
+                      "precision", "recall", "r2", "r2score"})
+MINIMISE = frozenset({"loss", "logloss", "mae", "mse", "rmse", "mape", "error", "perplexity"})
 #: Tokens that make any other token decide nothing: a loss of anything is minimised.
 LOSSES = frozenset({"loss", "error"})
 #: Tokens that turn a direction round, so the name's direction is not known.

@@ -1,7 +1,8 @@
 """Exclusive claims: a resource only one callback of a stage may hold (SF515).
 
 A callback's ``claims`` name what it holds alone in a stage: ``optimizer:<key>`` (it steps that
-optimizer), ``criterion:<metric>`` (it writes that loss), ``scheduler:<key>``, ``early_stopping``,
+optimizer), ``backward:<metric>`` (it back-propagates that loss), ``criterion:<metric>`` (it
+writes that loss), ``scheduler:<key>``, ``early_stopping``,
 ``validation``, ``files:<path prefix>`` (the files it writes under the logdir). A claim is an
 opaque string: two callbacks of one stage with the same string would both act on one thing —
 step one optimizer twice, overwrite one loss, delete each other's checkpoint files — so it is an
@@ -48,6 +49,8 @@ def describe_claim(claim: str) -> str:
         "scheduler": f"step the scheduler {rest!r}" if rest else "step the stage's scheduler",
         "criterion": f"write the loss 'metric.{rest}'" if rest else "compute the loss",
         "files": f"write the files {rest}* under the logdir" if rest else "write the same files",
+        "backward": f"back-propagate the loss 'metric.{rest}' (the second backward through "
+                    "one graph fails)",
         "early_stopping": "decide early stopping",
         "validation": "manage validation (valid metrics, best epoch)",
     }
@@ -65,6 +68,9 @@ _SEPARATE = {
     "optimizer": "with several optimizers (a dict), give each callback its own optimizer_key",
     "scheduler": "with several schedulers (a dict), give each callback its own scheduler_key",
     "criterion": "or give each its own loss name (metric_key=...)",
+    "backward": "with several optimizers, give each optimizer callback its own loss "
+                "(metric_key=...) written by its own criterion, or use one optimizer with "
+                "parameter groups",
     "files": "or give each its own files (a different prefix or folder)",
 }
 

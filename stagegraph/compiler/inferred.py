@@ -100,7 +100,9 @@ def _contradiction(access: InferredAccess, reads: Keys, writes: Keys
     if access.access == "write" and covers(reads, key):
         return (key, f"{seen}, which it declares only as read",
                 f"add {key!r} to writes=[...] as well, or stop writing it")
-    declared = [d for d in (*reads, *writes) if namespace(d) == space]
+    # Declaring what it writes in a namespace says nothing about what it reads there.
+    same_kind = reads if access.access == "read" else writes
+    declared = [d for d in same_kind if namespace(d) == space]
     if not declared:
         return None
     listed = ", ".join(map(repr, declared))

@@ -71,7 +71,11 @@ def _receive(stage: StagePlan, predecessors: list[StagePlan], live: _Instances,
             continue
         if _identity(arriving) != _identity(cb):
             _report_shadow(stage, cb, arriving, live, diags)
-            arriving = arriving.model_copy(update={"shadowed_order": cb.order})
+            # The diagnostic is about the declared instance: its own SF301/SF303 setting counts
+            # (the lint pass looks at the callback the plan keeps under that name).
+            shadow_lints = {c: v for c, v in cb.lints.items() if c in ("SF301", "SF303")}
+            arriving = arriving.model_copy(update={
+                "shadowed_order": cb.order, "lints": {**arriving.lints, **shadow_lints}})
         callbacks.append(arriving)
     callbacks.extend(incoming.values())
     return stage.model_copy(update={"callbacks": tuple(callbacks),
@@ -155,8 +159,13 @@ def differs(migrating: Any, declared: Any) -> str | None:
 
 
 def _public(instance: Any) -> dict[str, Any]:
-    # ``scope`` differs by construction (only one of the two migrates): not configuration.
-    return {k: v for k, v in vars(instance).items() if not k.startswith("_") and k != "scope"}
+    return {k: v for k, v in vars(instance).items()
+            if not k.startswith("_") and k not in _NOT_CONFIGURATION}
+
+
+#: ``scope`` differs by construction (only one of the two migrates); ``lints`` set levels of
+#: diagnostics, not what the callback does.
+_NOT_CONFIGURATION = frozenset({"scope", "lints"})
 
 
 def _show(values: dict[str, Any], key: str) -> str:

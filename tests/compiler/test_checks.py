@@ -88,3 +88,10 @@ def test_all_diagnostics_together_sorted_by_location() -> None:
     stages = [d.location.stage for d in plan.diagnostics]
     assert stages == sorted(stages, key=["b", "a"].index)
     assert {"SF202", "SF101", "SF504", "SF401"} <= set(codes(plan))
+
+
+def test_the_valid_loader_is_not_an_unknown_prefix() -> None:
+    """valid_loader='val' makes 'val' the validation loader: SF506 would say it is not."""
+    exp = experiment()
+    exp.add_stage("train", loaders={"train": object(), "val": object()}, valid_loader="val")
+    assert "SF506" not in codes(sg.compile(exp))

@@ -38,7 +38,7 @@ def test_minimised_names(name: str) -> None:
 
 @pytest.mark.parametrize("name", [
     "apex", "mapping", "lossless", "score", "reward", "", "neg_mse", "negative_loss", "mae_r2",
-    "f1score", "precisions"])
+    "precisions"])
 def test_unknown_names_have_no_direction(name: str) -> None:
     assert known_minimize(name) is None
 
@@ -139,3 +139,14 @@ def test_lint_level_allow_keeps_an_unusual_direction_on_purpose() -> None:
     exp.add_stage("train", loaders=dict(LOADERS), main_metric="accuracy",
                   callbacks={"accuracy": Metric()}, lints={"SF516": "allow"})
     assert sg.compile(exp).ok
+
+
+@pytest.mark.parametrize("name", [
+    "auroc", "multiclass_auroc", "binary_auroc", "F1Score", "f1score", "multiclass_f1_score",
+    "fbeta", "jaccard", "r2score"])
+def test_torchmetrics_default_keys_are_maximised(name: str) -> None:
+    assert known_minimize(name) is False
+
+
+def test_logloss_is_minimised() -> None:
+    assert known_minimize("logloss") is True

@@ -169,3 +169,30 @@ def test_a_lowered_level_silences_it() -> None:
     exp.add_stage("train", loaders=dict(LOADERS), lints={"SF515": "allow"},
                   callbacks={"a": EarlyStop(), "b": EarlyStop()})
     assert sg.compile(exp).ok
+
+
+def _two_optimizers(loss_keys: tuple[str, str]) -> sg.ExecutionPlan:
+    from stagegraph.callbacks import CriterionCallback, OptimizerCallback
+
+    exp = sg.Experiment("gan", model=object(), criterion=object(),
+                        optimizer=lambda model: {"body": object(), "head": object()})
+    callbacks: dict[str, sg.Callback] = {
+        f"opt_{key}": OptimizerCallback(optimizer_key=key, metric_key=loss)
+        for key, loss in zip(("body", "head"), loss_keys, strict=True)}
+    for loss in dict.fromkeys(loss_keys):
+        callbacks[f"loss_{loss}"] = CriterionCallback(metric_key=loss)
+    exp.add_stage("train", loaders={"train": [], "valid": []}, callbacks=callbacks)
+    return sg.compile(exp)
+
+
+def test_two_optimizers_by_key_back_propagating_one_loss_are_an_error() -> None:
+    """Each would call backward on the same graph: the second fails at the first batch."""
+    (diag,) = sf515(_two_optimizers(("loss", "loss")))
+    assert str(diag.location) == "stage 'train' > callback 'opt_head'"
+    assert "both claim 'backward:loss'" in diag.message
+    assert "its own loss (metric_key=...)" in diag.hint
+
+
+def test_twin_two_optimizers_with_their_own_losses_validate_clean() -> None:
+    plan = _two_optimizers(("loss", "head_loss"))
+    assert sf515(plan) == []

@@ -526,3 +526,19 @@ def test_a_declared_read_at_epoch_end_of_a_batch_metric_needs_no_order() -> None
                           "accuracy": Accuracy()})
     assert plan.ok, plan.diagnostics
     assert not [e for e in plan.stage("train").edges if e.target == "reporter"]
+
+
+class Probs(sg.Callback):
+    """Declares what it writes in 'output'; reads another output key undeclared."""
+
+    order = sg.CallbackOrder.Metric
+    writes = ("output.probs",)
+
+    def on_batch_end(self, runner: Any) -> None:
+        runner.output["probs"] = runner.output["logits"].softmax(1)
+
+
+def test_declared_writes_say_nothing_about_reads_in_the_namespace() -> None:
+    plan = compile_stage({"probs": Probs()})
+    assert "SF517" not in [d.code for d in plan.diagnostics]
+    assert "output.logits" in plan.stage("train").callback("probs").reads

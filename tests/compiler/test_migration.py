@@ -201,3 +201,20 @@ def test_a_migrating_instance_takes_the_slot_its_namesake_sorted_into() -> None:
     text = str(plan.explain("two", "exp_ext", "stage"))
     assert "sits in the slot of the 'exp_ext' declared in stage 'two'" in text
     assert "Internal (0)" in text
+
+
+def test_lints_on_the_declared_instance_apply_to_its_shadowing_diagnostic() -> None:
+    exp = experiment()
+    exp.add_stage("pretrain", loaders=LOADERS, callbacks={"tracker": Tracker(order=1)})
+    exp.add_stage("finetune", loaders=LOADERS,
+                  callbacks={"tracker": Tracker(order=2, lints={"SF301": "allow"})})
+    plan = sg.compile(exp)
+    assert "SF301" not in codes(plan)
+
+
+def test_lints_are_not_configuration() -> None:
+    exp = experiment()
+    exp.add_stage("pretrain", loaders=LOADERS, callbacks={"tracker": Tracker()})
+    exp.add_stage("finetune", loaders=LOADERS,
+                  callbacks={"tracker": Tracker(lints={"SF303": "warning"})})
+    assert "SF303" in codes(sg.compile(exp)) and "SF301" not in codes(sg.compile(exp))

@@ -30,7 +30,8 @@ class OptimizerCallback(Callback):
     are unscaled before clipping. A loss that does not require grad is skipped (no backward, not
     counted). At epoch end the first parameter group's learning rate goes to
     ``epoch_metrics["lr"]``. ``optimizer_key`` picks one optimizer from a dict of them; one
-    callback per optimizer and stage (``claims``: two would step it twice per batch).
+    callback per optimizer and stage (``claims``: two would step it twice per batch), and one
+    per loss (two would back-propagate one graph twice: give each optimizer its own loss).
 
     ``nonfinite`` says what a NaN or infinite loss does: ``"stop"`` (the default) raises
     `NonFiniteLossError` before the step, so the run stops with the batch named and the last
@@ -62,7 +63,8 @@ class OptimizerCallback(Callback):
             raise ValueError(f"nonfinite must be one of {NONFINITE}, not {nonfinite!r}")
         declarations.setdefault("reads", (f"metric.{metric_key}",))
         declarations.setdefault("writes", ("epoch_metric.lr",))
-        declarations.setdefault("claims", (f"optimizer:{optimizer_key or ''}",))
+        declarations.setdefault("claims", (f"optimizer:{optimizer_key or ''}",
+                                           f"backward:{metric_key}"))
         super().__init__(**declarations)
         self.metric_key = metric_key
         self.accumulation_steps = accumulation_steps
