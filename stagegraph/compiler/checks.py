@@ -9,7 +9,8 @@ stage that has the key is told how to stay out), ``main_metric`` not a valid met
 (SF504), an inference stage with a ``train*`` loader (SF505), a loader name without a known prefix
 (SF506), a stage without loaders (SF507), no model for the supervised handler (SF509); and, from
 their own modules, exclusive claims (SF515, `exclusive`), component wiring and ``needs``
-(SF509-SF514, `wiring`), metric direction (SF516, `direction`).
+(SF509-SF514, `wiring`), metric direction (SF516, `direction`), reads too early in the batch
+(SF521, `timing`).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from stagegraph.compiler.keys import NAMESPACES, namespace, provided_by
 from stagegraph.compiler.metric_checks import check_main_metric, migration_hint, missing_metric
 from stagegraph.compiler.metrics import LEVELS
 from stagegraph.compiler.plan import CallbackPlan, ExecutionPlan, StagePlan
+from stagegraph.compiler.timing import check_timing
 from stagegraph.compiler.wiring import check_wiring
 from stagegraph.graph.enums import LoaderKind
 
@@ -36,6 +38,7 @@ def checks(plan: ExecutionPlan, diags: Diagnostics) -> ExecutionPlan:
         _check_keys(stage, diags, provides, covered)
         check_exclusive(stage, diags)
         check_direction(stage, diags)
+        check_timing(stage, diags)
         if stage.handler.type.startswith("SupervisedHandler") and "model" not in stage.components:
             diags.error("SF509", "no model: the supervised batch handler calls runner.model",
                         "pass model= to Experiment(...) or to add_stage(...), as a module or a "

@@ -82,6 +82,18 @@ def _infer(cls: type) -> tuple[InferredAccess, ...]:
     return tuple(found)
 
 
+def infer_function(function: Any) -> tuple[InferredAccess, ...]:
+    """The constant-key accesses in a plain function's code (a batch handler's), in source order.
+
+    Nothing when its source cannot be read; never raises for a user's function.
+    """
+    try:
+        method = _method(getattr(function, "__name__", "handler"), function)
+    except (TypeError, ValueError, SyntaxError):
+        return ()
+    return () if method is None else method.accesses
+
+
 def _is_user_class(klass: type) -> bool:
     module = getattr(klass, "__module__", "") or ""
     return klass not in (Callback, object) and not (

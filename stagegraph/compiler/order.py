@@ -203,9 +203,23 @@ def _report_cycle(stage: str, cycle: list[tuple[str, str]], graph: nx.DiGraph,
     reasons = "; ".join(
         f"{u} -> {v}: {graph.edges[u, v]['reasons'][0].reason}" for u, v in cycle
     )
-    diags.error("SF402", f"callbacks form a cycle: {path} ({reasons})",
-                "drop one of these after/before declarations, or split a key that is both "
-                "read and written along the cycle", stage=stage, callback=cycle[0][0])
+    edges = [graph.edges[u, v]["reasons"][0] for u, v in cycle]
+    diags.error("SF402", f"callbacks form a cycle: {path} ({reasons})", _cycle_hint(edges),
+                stage=stage, callback=cycle[0][0])
+
+
+def _cycle_hint(edges: list[EdgePlan]) -> str:
+    explicit = [e for e in edges if e.kind == "explicit"]
+    if explicit:
+        return ("drop one of these after/before declarations, or split a key that is both "
+                "read and written along the cycle")
+    # Only dataflow: every event runs the stage's callbacks in one order, so no order serves
+    # every read along the cycle.
+    return ("no after/before is involved: each callback along the cycle writes a key the next "
+            "one reads, and every event runs a stage's callbacks in one order; use distinct keys "
+            "for what is read and what is written along the cycle, or split a callback that "
+            "writes a key and also reads what is derived from it into two (one writes, e.g. in "
+            "the Metric bucket; one reads, e.g. in the External bucket)")
 
 
 def describe_inversion(edge: EdgePlan, stage: StagePlan) -> str:

@@ -188,6 +188,9 @@ RULES: dict[str, Rule] = _rules(
          "accuracy-like metrics, True for losses and errors."),
     Rule("SF517", "warning", "a callback's code accesses a key its declarations contradict",
          "Make the declarations say what the code does (reads= / writes=), or change the code."),
+    Rule("SF521", "error", "code reads a batch metric or output in on_batch_start, before the "
+         "batch writes it",
+         "Read it in on_batch_end: the compiler then orders the callback after what writes it."),
     # Resuming a run.
     Rule("SF601", "error", "the plan changed since the checkpoint was written",
          "Resume with the experiment the checkpoint was written by, or pass --allow-plan-change "

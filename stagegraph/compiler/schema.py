@@ -18,7 +18,8 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from stagegraph.compiler.diagnostics import Diagnostics, did_you_mean
-from stagegraph.compiler.inferred import merge_inferred
+from stagegraph.compiler.inference import infer_function
+from stagegraph.compiler.inferred import covers, merge_inferred
 from stagegraph.compiler.keys import is_valid_key
 from stagegraph.compiler.plan import (
     CallbackPlan,
@@ -306,12 +307,27 @@ def _handler(value: Any, stage: str, diags: Diagnostics) -> HandlerPlan:
                     "write keys such as 'batch.images' or 'output.logits'",
                     stage=stage, param="handler")
     declared = not isinstance(handler, FunctionHandler) or handler.declared
+    writes = tuple(k for k in handler.writes if k not in bad)
+    if isinstance(handler, FunctionHandler):
+        writes += _metrics_written_by(handler.fn, writes)
     return HandlerPlan(
         type=handler.description,
         reads=tuple(k for k in handler.reads if k not in bad),
-        writes=tuple(k for k in handler.writes if k not in bad),
+        writes=writes,
         declared=declared,
     )
+
+
+#: What a batch handler's code may write besides its output (which it returns).
+_HANDLER_WRITES = ("metric.", "loader_metric.", "epoch_metric.")
+
+
+def _metrics_written_by(fn: Any, declared: tuple[str, ...]) -> tuple[str, ...]:
+    """Metric keys a handler function's code writes (``runner.batch_metrics["loss"] = ...``)
+    that it does not declare: a handler computing its own loss provides it like a criterion."""
+    found = (a.key for a in infer_function(fn)
+             if a.access == "write" and a.key.startswith(_HANDLER_WRITES))
+    return tuple(k for k in dict.fromkeys(found) if not covers(declared, k))
 
 
 def _callbacks(stage: StageDef, identities: dict[int, tuple[str, str]], diags: Diagnostics

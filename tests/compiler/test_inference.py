@@ -542,3 +542,52 @@ def test_declared_writes_say_nothing_about_reads_in_the_namespace() -> None:
     plan = compile_stage({"probs": Probs()})
     assert "SF517" not in [d.code for d in plan.diagnostics]
     assert "output.logits" in plan.stage("train").callback("probs").reads
+
+
+def handler_with_its_own_loss(runner: Any, batch: Any) -> Any:
+    logits = runner.model(batch[0])
+    runner.batch_metrics["loss"] = (logits - batch[1]).pow(2).mean()
+    return {"logits": logits}
+
+
+def test_a_handler_function_writing_its_loss_provides_it() -> None:
+    """A custom batch handler that computes the loss itself needs no criterion."""
+    exp = sg.Experiment("own-loss", model=object(), optimizer=object(),
+                        handler=handler_with_its_own_loss)
+    exp.add_stage("train", loaders=dict(LOADERS))
+    plan = sg.compile(exp, verbose=False)
+    assert plan.ok, plan.diagnostics
+    assert "metric.loss" in plan.stage("train").handler.writes
+
+
+class FeedsAndReads(sg.Callback):
+    order = sg.CallbackOrder.Metric
+
+    def on_batch_end(self, runner: Any) -> None:
+        runner.batch_metrics["hits"] = runner.output["logits"].sum()
+
+    def on_epoch_end(self, runner: Any) -> None:
+        print(runner.valid_metrics["hits"])
+
+
+class Feeds(sg.Callback):
+    order = sg.CallbackOrder.Metric
+
+    def on_batch_end(self, runner: Any) -> None:
+        runner.batch_metrics["hits"] = runner.output["logits"].sum()
+
+
+class ReadsDerived(sg.Callback):
+    order = sg.CallbackOrder.External
+
+    def on_epoch_end(self, runner: Any) -> None:
+        print(runner.valid_metrics["hits"])
+
+
+def test_a_callback_feeding_and_reading_a_derived_key_is_told_to_split() -> None:
+    (diag,) = [d for d in compile_stage({"acc": FeedsAndReads()}).diagnostics
+               if d.code == "SF402"]
+    assert "split a callback that writes a key" in diag.hint
+    assert "drop one of these" not in diag.hint
+    twin = compile_stage({"acc": Feeds(), "report": ReadsDerived()})
+    assert twin.ok, twin.diagnostics
