@@ -15,6 +15,7 @@ from __future__ import annotations
 from stagegraph.compiler.diagnostics import Diagnostics, did_you_mean
 from stagegraph.compiler.exclusive import origin_of
 from stagegraph.compiler.keys import namespace, provided_by
+from stagegraph.compiler.metric_checks import migration_hint
 from stagegraph.compiler.plan import CallbackPlan, ExecutionPlan, StagePlan
 from stagegraph.graph.enums import LoaderKind
 
@@ -156,9 +157,10 @@ def _check_needs(stage: StagePlan, cb: CallbackPlan, plan: ExecutionPlan,
                 code, hint = _MISSING[need]
                 if stage.is_infer and need in ("optimizer", "scheduler"):
                     hint = f"pass {need}= to this stage's add_stage(...)"
+                way_out = (f"; or keep it out of this stage: {migration_hint(stage, cb)}"
+                           if cb.origin == "migrated" else f", or remove {cb.name!r}")
                 diags.error(code, f"{cb.name!r} ({origin_of(cb)}) needs the stage's {need}, "
-                            f"and {_lacks(stage, need)}", f"{hint}, or remove {cb.name!r}",
-                            **where)
+                            f"and {_lacks(stage, need)}", f"{hint}{way_out}", **where)
         elif cb.origin != "migrated":  # reported once, where it is declared
             diags.error("SF106", f"invalid declaration needs={need!r}: not something a stage or "
                         "run provides." + did_you_mean(need, NEEDS),

@@ -13,6 +13,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from stagegraph.compiler.diagnostics import did_you_mean
+
 
 def explain(err: BaseException, runner: Any, where: Mapping[str, object]) -> str | None:
     """A better description of ``err`` than its own message, or ``None``."""
@@ -114,10 +116,18 @@ def _missing_key(key: object, runner: Any, callback: object, reads: tuple[str, .
         return None
     declared = {k.split(".", 1)[0] for k in reads if k.split(".", 1)[-1] == key}
     if lacks_output and lacks_batch and not declared:
-        return (f"KeyError: {key!r}: callback {callback!r} reads key {key!r}, which neither the "
-                f"batch handler's output (keys {_keys(output)}) nor the batch (keys "
-                f"{_keys(batch)}) has; point the callback at an existing key, or make the "
-                f"handler or the loader provide {key!r}")
+        # The batch metrics the stage writes (the plan knows them), not only those written so
+        # far in this batch: the reader may run before their writers.
+        stage = getattr(runner, "stage", None)
+        metrics = [*getattr(getattr(stage, "metrics", None), "batch", ()),
+                   *(getattr(runner, "batch_metrics", None) or {})]
+        metrics = list(dict.fromkeys(map(str, metrics)))
+        near = did_you_mean(key, [*metrics, *map(str, output or ()), *map(str, batch or ())])
+        return (f"KeyError: {key!r}: callback {callback!r} reads key {key!r}, which none of the "
+                f"batch metrics (keys {_keys(metrics)}), the batch handler's output (keys "
+                f"{_keys(output)}) and the batch (keys {_keys(batch)}) has.{near} Point the "
+                f"callback at an existing key, or make a callback, the handler or the loader "
+                f"provide {key!r}")
     in_batch = "batch" in declared and lacks_batch
     if lacks_output and not in_batch:
         return (f"KeyError: {key!r}: callback {callback!r} reads output key {key!r}, but the "

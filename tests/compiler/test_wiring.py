@@ -263,3 +263,15 @@ def test_migrating_file_writer_gets_one_note() -> None:
     exp.stages[0].callbacks = {"tb": Logger(scope="experiment")}
     assert [str(d.location) for d in sg.compile(exp).diagnostics] == [
         "stage 'a' > callback 'tb'"]
+
+
+def test_a_migrated_callback_needing_what_the_stage_lacks_is_told_how_to_keep_it_out() -> None:
+    exp = bare(criterion=model_factory, optimizer=model_factory)
+    exp.add_stage("train", loaders=dict(LOADERS), callbacks={
+        "step": Opt(scope="experiment", reads=["metric.loss"], writes=["metric.loss"])})
+    exp.add_stage("infer", loaders={"infer": []})
+    (diag,) = [d for d in sg.compile(exp).errors if d.location.stage == "infer"]
+    assert diag.code == "SF512" and "migrated from stage 'train'" in diag.message
+    assert "migrate_from_previous_stage=False on stage 'infer'" in diag.hint
+    exp.stages[1].params["migrate_from_previous_stage"] = False
+    assert sg.compile(exp).ok

@@ -149,8 +149,9 @@ def test_a_missing_batch_key() -> None:
     assert "KeyError: 'mask': callback 'reader' reads batch key 'mask', but loader 'train' " \
            "yields batches with the keys ['features', 'targets']" in text
     text = failure(experiment(undeclared, reader=Reads("batch", "mask", declare=False)))
-    assert "reads key 'mask', which neither the batch handler's output (keys ['logits']) nor " \
-           "the batch (keys ['features', 'targets']) has" in text
+    assert "reads key 'mask', which none of the batch metrics (keys ['loss']), the batch " \
+           "handler's output (keys ['logits']) and the batch (keys ['features', 'targets']) " \
+           "has" in text
 
 
 def test_the_handler_reading_a_missing_batch_key() -> None:
@@ -255,4 +256,10 @@ def test_a_batch_metric_read_in_an_event_before_the_one_that_writes_it() -> None
 def test_a_batch_metric_nothing_writes_keeps_the_plain_message() -> None:
     reader = ReadsLate("batch_metrics", "accuracy")
     text = failure(experiment(sg.SupervisedHandler(), reader=reader))
-    assert "which neither the batch handler's output" in text and "writes in stage" not in text
+    assert "which none of the batch metrics" in text and "writes in stage" not in text
+
+
+def test_a_mistyped_batch_metric_is_suggested() -> None:
+    reader = ReadsLate("batch_metrics", "los")
+    text = failure(experiment(sg.SupervisedHandler(), reader=reader))
+    assert "none of the batch metrics (keys ['loss'])" in text and "Did you mean 'loss'?" in text
