@@ -102,7 +102,8 @@ def _check_trains_something(stage: StagePlan, diags: Diagnostics) -> None:
     diags.error("SF511", f"the stage trains nothing: none of its loaders "
                 f"({', '.join(map(repr, names))}) starts with 'train', so no batch runs in "
                 "training mode and no optimizer steps",
-                f"{rename}; or, if the stage only predicts, name it 'infer_{stage.name}'",
+                f"{rename}; or, if the stage only predicts, name the stage 'infer_{stage.name}' "
+                "(and its loaders 'infer...')",
                 stage=stage.name, param="loaders")
 
 
