@@ -138,6 +138,9 @@ def _resume_options(run: argparse.ArgumentParser) -> None:
     run.add_argument("--allow-plan-change", action="store_true",
                      help="with --resume: resume even if the plan changed since the checkpoint "
                           "(each change is named)")
+    run.add_argument("--overwrite", action="store_true",
+                     help="start over in a logdir holding an unfinished run: the old run is "
+                          "moved aside, and deleted once the new run's first checkpoint is saved")
 
 
 def _process_count(value: str) -> int:
@@ -244,6 +247,10 @@ def cmd_run(args: argparse.Namespace) -> int:
         print("stagegraph run: error: --allow-plan-change only applies with --resume",
               file=sys.stderr)
         return 2
+    if args.overwrite and args.resume is True:
+        print("stagegraph run: error: --overwrite starts the logdir's run over and --resume "
+              "continues it: pass one of them", file=sys.stderr)
+        return 2
     if args.dist_timeout is not None:
         os.environ[launch.TIMEOUT_VARIABLE] = f"{args.dist_timeout:g}"
     try:
@@ -268,7 +275,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.ddp is not None:
         return launch.run_torchrun(launch.torchrun_command(args.ddp, launch.rank_arguments(args)))
     return run_plan(plan, check=args.check, show_traceback=args.traceback, resume=args.resume,
-                    allow_plan_change=args.allow_plan_change)
+                    allow_plan_change=args.allow_plan_change, overwrite=args.overwrite)
 
 
 def _report_load_error(err: LoadError, args: argparse.Namespace) -> None:

@@ -11,19 +11,21 @@ from stagegraph.compiler import ExecutionPlan
 
 
 def run_plan(plan: ExecutionPlan, *, check: bool, show_traceback: bool,
-             resume: bool | str = False, allow_plan_change: bool = False) -> int:
+             resume: bool | str = False, allow_plan_change: bool = False,
+             overwrite: bool = False) -> int:
     """Run ``plan``; a failure prints where it happened and its cause, not a traceback."""
     from stagegraph.runtime import Runner  # torch is imported here, and only here
     from stagegraph.runtime.errors import RunError, StagegraphRuntimeError, plain_warnings
 
     try:
         with plain_warnings():
-            runner = Runner(plan, check=check, resume=resume, allow_plan_change=allow_plan_change)
+            runner = Runner(plan, check=check, resume=resume, allow_plan_change=allow_plan_change,
+                            overwrite=overwrite)
             if runner.resumed_from is not None:
                 print(f"resuming from {runner.resumed_from}: {runner.resume_position}",
                       file=sys.stderr)
             runner.run()
-    except StagegraphRuntimeError as err:  # PlanError, DeviceError, BindingError, RunError
+    except StagegraphRuntimeError as err:  # PlanError, LogdirError, DeviceError, RunError...
         if isinstance(err, RunError):
             return _run_failed(err, show_traceback)
         print(f"cannot run: {err}", file=sys.stderr)

@@ -119,7 +119,8 @@ def rank_arguments(args: argparse.Namespace) -> list[str]:
     if resume is not False:  # every rank resumes from the same checkpoint
         argv += ["--resume"] if resume is True else ["--resume", str(resume)]
     switches = (("--check", args.check), ("--quiet", args.quiet), ("--traceback", args.traceback),
-                ("--allow-plan-change", getattr(args, "allow_plan_change", False)))
+                ("--allow-plan-change", getattr(args, "allow_plan_change", False)),
+                ("--overwrite", getattr(args, "overwrite", False)))
     return argv + [flag for flag, on in switches if on]
 
 

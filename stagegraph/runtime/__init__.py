@@ -14,6 +14,7 @@ from stagegraph.runtime.errors import (
     BindingError,
     DeviceError,
     DistributedError,
+    LogdirError,
     NonFiniteLossError,
     PlanError,
     ResumeError,
@@ -37,12 +38,13 @@ def run(
     rank: RankKind | str = RankKind.single,
     resume: bool | str | Path = False,
     allow_plan_change: bool = False,
+    overwrite: bool = False,
 ) -> Runner:
     """Compile ``experiment``, run it and return the runner.
 
     ``device`` defaults to the experiment's own (``Experiment(device=...)``, itself ``auto`` by
-    default). Raises `PlanError` when the plan has errors, before anything runs. ``resume`` and
-    ``allow_plan_change`` are the runner's (docs/checkpoints.md).
+    default). Raises `PlanError` when the plan has errors, before anything runs. ``resume``,
+    ``allow_plan_change`` and ``overwrite`` are the runner's (docs/checkpoints.md).
     """
     plan = compile_experiment(
         experiment,
@@ -51,7 +53,8 @@ def run(
         logdir=None if logdir is None else str(logdir),
         verbose=verbose,
     )
-    return Runner(plan, check=check, resume=resume, allow_plan_change=allow_plan_change).run()
+    return Runner(plan, check=check, resume=resume, allow_plan_change=allow_plan_change,
+                  overwrite=overwrite).run()
 
 
 __all__ = [
@@ -61,6 +64,7 @@ __all__ = [
     "BindingError",
     "DeviceError",
     "DistributedError",
+    "LogdirError",
     "NonFiniteLossError",
     "PlanError",
     "ResumeError",

@@ -61,6 +61,15 @@ class ResumeError(PlanError):
     """
 
 
+class LogdirError(StagegraphRuntimeError):
+    """The log directory cannot take this run: another run holds it, or it holds an unfinished
+    run that this one would replace (see docs/checkpoints.md). ``hint`` says what to do."""
+
+    def __init__(self, message: str, hint: str = "") -> None:
+        self.message, self.hint = message, hint
+        super().__init__(f"{message}\n  hint: {hint}" if hint else message)
+
+
 class BatchError(StagegraphRuntimeError):
     """A loader yielded a batch the runtime cannot measure or move."""
 

@@ -20,6 +20,7 @@ from torch.utils.data import DistributedSampler
 from stagegraph.compiler.plan import ExecutionPlan
 from stagegraph.graph.enums import LoaderKind
 from stagegraph.graph.experiment import Experiment
+from stagegraph.runtime import lock
 from stagegraph.runtime.binding import Hook, StageBinding, bind
 from stagegraph.runtime.components import ComponentBuilder
 from stagegraph.runtime.device import batch_mover, batch_size, resolve_device
@@ -48,7 +49,10 @@ class Runner(RunnerState):
     loader, at most 2 epochs); ``experiment`` is required for a plan read from JSON.
     ``resume=True`` continues from the latest complete checkpoint in the logdir (or from the
     checkpoint or logdir ``resume`` names), refusing a plan that changed since unless
-    ``allow_plan_change=True``; see docs/checkpoints.md.
+    ``allow_plan_change=True``. A run not resumed refuses a logdir holding an unfinished run
+    unless ``overwrite=True``, which sets the old run aside until this one's first checkpoint
+    is saved. The master process holds the logdir's lock while it runs; see
+    docs/checkpoints.md.
     """
 
     def __init__(
@@ -61,6 +65,7 @@ class Runner(RunnerState):
         experiment: Experiment | None = None,
         resume: bool | str | Path = False,
         allow_plan_change: bool = False,
+        overwrite: bool = False,
     ) -> None:
         self._distributed = Distributed.from_environment()  # None: a single process
         plan = runnable_plan(plan, experiment=experiment, logdir=logdir, device=device)
@@ -81,8 +86,10 @@ class Runner(RunnerState):
         self._on_batch_end: tuple[Hook, ...] = ()
         self._depth = _EXPERIMENT
         self._failed: tuple[str, str] | None = None  # (callback, event) an exception came from
+        if self.logdir is not None and self.is_distributed_master:
+            lock.probe(self.logdir)  # another run in this logdir: say so before anything else
         self._resume = open_session(self, self._builder, resume,
-                                    allow_plan_change=allow_plan_change)
+                                    allow_plan_change=allow_plan_change, overwrite=overwrite)
         #: The checkpoint resumed from (``None``: from the start), and where the run continues.
         self.resumed_from: Path | None = self._resume.resumed_from
         self.resume_position: str = self._resume.describe()
@@ -91,18 +98,27 @@ class Runner(RunnerState):
     def run(self) -> Runner:
         """Run every stage of the plan; returns the runner (see ``exception`` if not re-raised)."""
         self._bindings = bind(self.plan, self.experiment)
-        if self.logdir is not None and self.is_distributed_master:
-            self.logdir.mkdir(parents=True, exist_ok=True)
-        self._resume.prepare(self._bindings)
-        self.exception, self._failed, self.need_exception_reraise = None, None, True
-        group = (contextlib.nullcontext() if self._distributed is None
-                 else self._distributed.group())
-        with group:  # one process group for the whole experiment
-            try:
-                self.run_experiment()
-            except (Exception, KeyboardInterrupt) as err:
-                self._handle_exception(err)
+        with self._logdir_lock():
+            self._resume.prepare(self._bindings)
+            self.resumed_from = self._resume.resumed_from  # moved back from a set-aside run
+            self.exception, self._failed, self.need_exception_reraise = None, None, True
+            group = (contextlib.nullcontext() if self._distributed is None
+                     else self._distributed.group())
+            with group:  # one process group for the whole experiment
+                try:
+                    self.run_experiment()
+                except (Exception, KeyboardInterrupt) as err:
+                    self._handle_exception(err)
+                else:
+                    self._resume.finish()
         return self
+
+    def _logdir_lock(self) -> contextlib.AbstractContextManager[Any]:
+        """The logdir's lock, held by the master for the whole run (workers never write it)."""
+        if self.logdir is None or not self.is_distributed_master:
+            return contextlib.nullcontext()
+        self.logdir.mkdir(parents=True, exist_ok=True)
+        return lock.LogdirLock(self.logdir)
 
     def run_experiment(self) -> None:
         self.global_epoch = self.global_batch_step = self.global_sample_step = 0

@@ -86,6 +86,9 @@ BAD_INPUTS = [
     Case("bad output suffix", ("plan", BAD, "-o", "plan.pdf"), 2, ("cannot write 'plan.pdf'",)),
     Case("--allow-plan-change without --resume", ("run", BAD, "--allow-plan-change"), 2,
          ("--allow-plan-change only applies with --resume",), before_any_work=True),
+    Case("--overwrite with --resume", ("run", BAD, "--resume", "--overwrite"), 2,
+         ("--overwrite starts the logdir's run over and --resume continues it",),
+         before_any_work=True),
 ]
 if not torch.cuda.is_available():
     BAD_INPUTS.append(Case("cuda requested, not available", ("run", BAD, "--device", "cuda"), 1,

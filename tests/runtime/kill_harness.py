@@ -9,9 +9,10 @@ and its output in files; the child either exits with the command's code or is SI
 experiment at the named point. ``corrupt`` steps damage a file between runs, as a disk might.
 The parent never runs torch code, so no thread pool exists at fork time.
 
-Steps: ``{"run": [...argv], "env": {...}, "out": "path/prefix"}`` or
-``{"corrupt": "path", "mode": "truncate" | "flip"}``. Results, one per step:
-``{"status": "killed" | "exit", "code": N}`` or ``{"corrupted": "path"}``.
+Steps: ``{"run": [...argv], "env": {...}, "out": "path/prefix"}``,
+``{"corrupt": "path", "mode": "truncate" | "flip"}`` or ``{"ls": "folder"}`` (what a folder holds
+between two runs). Results, one per step: ``{"status": "killed" | "exit", "code": N}``,
+``{"corrupted": "path"}`` or ``{"ls": [every file under the folder, relative, sorted]}``.
 """
 
 from __future__ import annotations
@@ -69,9 +70,15 @@ def corrupt(step: dict[str, Any]) -> dict[str, Any]:
     return {"corrupted": str(path)}
 
 
+def listing(step: dict[str, Any]) -> dict[str, Any]:
+    folder = Path(step["ls"])
+    return {"ls": sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file())}
+
+
 def main_(steps_file: str, results_file: str) -> None:
     steps = json.loads(Path(steps_file).read_text())
-    results = [corrupt(step) if "corrupt" in step else run(step) for step in steps]
+    results = [corrupt(step) if "corrupt" in step else listing(step) if "ls" in step
+               else run(step) for step in steps]
     Path(results_file).write_text(json.dumps(results))
 
 

@@ -97,7 +97,7 @@ def test_layout_index_and_the_previous_checkpoint_kept(tmp_path: Path) -> None:
     run(tmp_path)
     folder = resume_dir(tmp_path)
     assert sorted(p.name for p in folder.iterdir()) == [
-        "epoch-000005.pth", "epoch-000006.pth", INDEX]
+        "epoch-000005.pth", "epoch-000006.pth", "finished.json", INDEX]
     index = json.loads((folder / INDEX).read_text())
     assert index["latest"] == "epoch-000006.pth"
     assert [e["file"] for e in index["checkpoints"]] == ["epoch-000006.pth", "epoch-000005.pth"]
@@ -113,15 +113,17 @@ def test_layout_index_and_the_previous_checkpoint_kept(tmp_path: Path) -> None:
     assert data["callbacks"]["tracker"]["batches"] == 6 * 3  # 6 epochs (b stopped after 2 of 3)
 
 
-def test_a_fresh_run_removes_an_earlier_runs_checkpoints(tmp_path: Path) -> None:
+def test_a_fresh_run_with_overwrite_sets_the_earlier_run_aside(tmp_path: Path) -> None:
     run(tmp_path, ("epoch", 4))
     stale = resume_dir(tmp_path) / ".epoch-000009.pth.abc.tmp"
     stale.write_bytes(b"half")
-    _, seen = caught(logdir=tmp_path, point=("epoch", 2))
-    assert [str(w) for w in seen] == [
-        f"this run starts over: removed 2 resume checkpoint(s) of an earlier run from "
-        f"{resume_dir(tmp_path)} (pass --resume to continue a run)"]
+    _, seen = caught(logdir=tmp_path, point=("epoch", 2), overwrite=True)
+    (message,) = [str(w) for w in seen]
+    assert message.startswith(f"log directory {str(tmp_path)!r} held an unfinished run (stage "
+                              "'b' after epoch 1, global epoch 3); this run replaces it: its "
+                              f"files are moved to {tmp_path / '.superseded'}/")
     assert not stale.exists()
+    assert not (tmp_path / ".superseded").exists()  # deleted after the new run's checkpoint
     assert [p.name for _, p in ResumeStore(resume_dir(tmp_path)).files()] == ["epoch-000001.pth"]
 
 

@@ -139,7 +139,7 @@ def test_killed_in_the_late_stages_resumes_bit_exactly(tmp_path: Path) -> None:
     resume = run / "checkpoints" / "resume"
     assert sorted(p.name for p in resume.iterdir()) == [  # damaged files set aside
         "epoch-000008.pth", "epoch-000008.pth.corrupt", "epoch-000009.pth",
-        "epoch-000009.pth.corrupt", "latest.json"]
+        "epoch-000009.pth.corrupt", "finished.json", "latest.json"]
     assert_same_result(ref, run)
 
 

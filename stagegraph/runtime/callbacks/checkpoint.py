@@ -54,7 +54,8 @@ class CheckpointCallback(Callback):
     Files, per stage: ``{stage}.last.pth`` (every epoch), ``{stage}.best.pth`` (when the epoch is
     the best so far, ``runner.is_best_valid``), ``{stage}.epoch{N}.pth`` for the ``save_n_best``
     best epochs by the main valid metric (0 keeps none), and ``{stage}.exception.pth`` when the run
-    fails, for post-mortem (best and last are left alone). ``prefix`` starts every file name
+    fails, for post-mortem (best and last are left alone) — removed when the stage completes
+    (a resumed run got past the failure). ``prefix`` starts every file name
     (``prefix="ema_"`` writes ``ema_{stage}.best.pth``), so two checkpoint callbacks of one stage
     can write different files; each claims its prefix (``files:checkpoints/{prefix}``), and two
     with the same prefix in a stage are an error. Each file is written atomically
@@ -119,6 +120,8 @@ class CheckpointCallback(Callback):
             self._keep_if_top(float(score), runner, data)
 
     def on_stage_end(self, runner: Any) -> None:
+        if self.folder is not None:  # the stage completed: a failure it had is behind it
+            self._path(f"{self.prefix}{runner.stage_name}.exception.pth").unlink(missing_ok=True)
         if not self.load_best_on_stage_end:
             return
         if self.folder is None:

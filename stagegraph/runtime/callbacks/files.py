@@ -5,7 +5,7 @@ from __future__ import annotations
 import enum
 import io
 import os
-import tempfile
+import secrets
 import warnings
 from collections.abc import Mapping
 from pathlib import Path
@@ -19,9 +19,10 @@ def atomic_write(path: str | os.PathLike[str], data: bytes) -> None:
 
     The bytes go to a temporary file in the same folder, are flushed and ``fsync``-ed, and the
     temporary file is renamed over ``path`` with ``os.replace`` (atomic on POSIX and Windows).
+    The file gets the mode a plain ``open(path, "w")`` would: ``0o666`` less the umask.
     """
     target = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+    fd, tmp = _temporary(target)
     try:
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
@@ -31,10 +32,28 @@ def atomic_write(path: str | os.PathLike[str], data: bytes) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-    _fsync_dir(target.parent)
+    fsync_dir(target.parent)
 
 
-def _fsync_dir(folder: Path) -> None:
+def _temporary(target: Path) -> tuple[int, str]:
+    """A new file ``.NAME.XXXXXXXX.tmp`` beside ``target``, opened for writing.
+
+    Not `tempfile.mkstemp`, which creates files 0600 whatever the umask: here the mode is
+    ``0o666`` and the kernel applies the umask (and a folder's default ACL), so teammates, a
+    TensorBoard server or an evaluation job can read what the run writes where the umask lets
+    them.
+    """
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
+    for _ in range(100):
+        tmp = str(target.parent / f".{target.name}.{secrets.token_hex(4)}.tmp")
+        try:
+            return os.open(tmp, flags, 0o666), tmp
+        except FileExistsError:
+            continue
+    raise FileExistsError(f"no free temporary name beside {target}")
+
+
+def fsync_dir(folder: Path) -> None:
     # Makes the rename itself durable; not possible on every platform, and not needed for safety.
     try:
         fd = os.open(folder, os.O_RDONLY)

@@ -4,13 +4,17 @@
 from, skips damaged ones with a warning, and refuses a plan that changed since the checkpoint
 (``SF601``) unless told to allow it. The runner then calls, in this order:
 
-- `ResumeSession.prepare` when the run starts (tidies the checkpoint folder);
+- `ResumeSession.prepare` when the run starts, holding the logdir lock (tidies the checkpoint
+  folder; a run from the beginning refuses an unfinished run or sets the old one aside, see
+  `logdir.py`);
 - `ResumeSession.first_stage`: the stages before it are done and are skipped;
 - `ResumeSession.enter_stage` after the stage's components are built (restores counters and
   callback state, which ``on_stage_start`` keeps);
 - `ResumeSession.stage_started` after ``on_stage_start`` (restores the components, loaders,
   random generators and last metrics) — it returns the number of epochs left;
-- `ResumeSession.epoch_end` after every epoch (writes the checkpoint).
+- `ResumeSession.epoch_end` after every epoch (writes the checkpoint; once it is durable, what
+  was set aside is deleted);
+- `ResumeSession.finish` when the run returns (marks the logdir's run finished).
 """
 
 from __future__ import annotations
@@ -26,12 +30,20 @@ from stagegraph.compiler.diff import plan_changes
 from stagegraph.runtime.binding import StageBinding
 from stagegraph.runtime.callbacks.files import unwrap
 from stagegraph.runtime.errors import ResumeError, ResumeWarning
+from stagegraph.runtime.resume.logdir import (
+    Logdir,
+    entries_of,
+    latest_set_aside,
+    mark_finished,
+    set_aside_root,
+)
 from stagegraph.runtime.resume.snapshot import restore_callbacks, restore_components, snapshot
 from stagegraph.runtime.resume.store import (
     INDEX,
     CheckpointProblem,
     ResumeStore,
     Search,
+    Skipped,
     load_checkpoint,
     remove_temporary,
 )
@@ -44,8 +56,11 @@ class ResumeSession:
     """Checkpoints a run after each epoch and, when resuming, restores one once."""
 
     def __init__(self, store: ResumeStore | None, builder: Any, check: bool,
-                 search: Search | None = None) -> None:
+                 search: Search | None = None, logdir: Logdir | None = None,
+                 overwrite: bool = False) -> None:
         self.store = store  # None: nothing is written (no logdir, or not the master rank)
+        self.logdir = logdir  # set with the store
+        self.overwrite = overwrite
         self.builder = builder
         self.check = check
         self.search = search if search is not None and search.data is not None else None
@@ -107,6 +122,15 @@ class ResumeSession:
         summary = {"stage": runner.stage_name, "epoch": runner.epoch,
                    "global_epoch": runner.global_epoch}
         self.store.write(data, runner.global_epoch, summary)
+        if self.logdir is not None:  # the checkpoint is durable: the run set aside can go
+            self.logdir.durable()
+
+    def finish(self) -> None:
+        """The run returned: mark the logdir's run finished, drop what it replaced."""
+        if self.store is None or self.logdir is None:
+            return
+        mark_finished(self.store)
+        self.logdir.durable()
 
     # --- helpers ------------------------------------------------------------------------------
     def _shared_model(self, runner: Any, build: bool) -> Any:
@@ -129,16 +153,22 @@ class ResumeSession:
         return carried
 
     def _tidy(self, store: ResumeStore) -> None:
+        assert self.logdir is not None, "set with the store"
         for folder in (store.folder.parent, store.folder):
             remove_temporary(folder)
         if self.search is None or self.search.path is None:
-            removed = store.clear()
-            if removed:
-                _warn(f"this run starts over: removed {len(removed)} resume checkpoint(s) of an "
-                      f"earlier run from {store.folder} (pass --resume to continue a run)")
+            self.logdir.start(self.overwrite)  # refuses an unfinished run, or sets it aside
             return
+        aside = set_aside_root(self.search.path, self.logdir.path)
+        if aside is not None:  # a run set aside by one that stopped before its first checkpoint
+            path, *others = self.logdir.bring_back(
+                aside, self.search.path, *(s.path for s in self.search.skipped))
+            self.search.path = path
+            self.search.skipped = [Skipped(moved, s.reason)
+                                   for moved, s in zip(others, self.search.skipped, strict=True)]
         if self.search.path.parent.resolve() != store.folder.resolve():
-            store.clear()  # resumed from elsewhere: this folder's own history no longer applies
+            # Resumed from elsewhere: this logdir's own run is replaced, as by a fresh run.
+            self.logdir.start(self.overwrite, resumed_from=self.search.path)
             return
         for skipped in self.search.skipped:
             if skipped.path.name != INDEX and skipped.path.exists():
@@ -150,17 +180,26 @@ class ResumeSession:
 
 
 def open_session(runner: Any, builder: Any, resume: bool | str | Path | None = False, *,
-                 allow_plan_change: bool = False) -> ResumeSession:
-    """The session for ``runner``; `ResumeError` if it was asked to resume and cannot."""
-    store = (ResumeStore.of_logdir(runner.logdir)
-             if runner.logdir is not None and runner.is_distributed_master else None)
+                 allow_plan_change: bool = False, overwrite: bool = False) -> ResumeSession:
+    """The session for ``runner``; `ResumeError` if it was asked to resume and cannot.
+
+    ``overwrite`` lets a run from the beginning (or resumed from another logdir) replace an
+    unfinished run in its logdir; ``resume=True`` (continue the logdir's run) excludes it.
+    """
+    if overwrite and resume is True:
+        raise ValueError("overwrite=True (--overwrite) starts the logdir's run over and "
+                         "resume=True (--resume) continues it: pass one of them")
+    master = runner.logdir is not None and runner.is_distributed_master
+    store = ResumeStore.of_logdir(runner.logdir) if master else None
+    logdir = Logdir(runner.logdir, entries_of(runner.plan)) if master else None
     if resume is False or resume is None:
-        return ResumeSession(store, builder, runner.check)
+        return ResumeSession(store, builder, runner.check, logdir=logdir, overwrite=overwrite)
     search = _search(resume, runner.logdir)
     if search.data is None:
-        return ResumeSession(store, builder, runner.check)
+        return ResumeSession(store, builder, runner.check, logdir=logdir, overwrite=overwrite)
     _check_plan(runner, search, allow_plan_change)
-    return ResumeSession(store, builder, runner.check, search)
+    return ResumeSession(store, builder, runner.check, search, logdir=logdir,
+                         overwrite=overwrite)
 
 
 def _search(resume: bool | str | Path, logdir: Path | None) -> Search:
@@ -168,7 +207,13 @@ def _search(resume: bool | str | Path, logdir: Path | None) -> Search:
         if logdir is None:
             raise _cannot("resume=True looks for checkpoints in the logdir, and this run has "
                           "none", "pass logdir= (--logdir DIR), or resume='path/to/checkpoint'")
-        return _latest(ResumeStore.of_logdir(logdir), fresh_if_empty=True)
+        store = ResumeStore.of_logdir(logdir)
+        aside = None if store.files() else latest_set_aside(logdir)
+        if aside is not None:  # set aside by a run that stopped before its first checkpoint:
+            search = ResumeStore.of_logdir(aside).latest()  # it is the logdir's latest run
+            if search.candidates:  # (none: another rank moved it back meanwhile)
+                return _latest(ResumeStore.of_logdir(aside), fresh_if_empty=True, search=search)
+        return _latest(store, fresh_if_empty=True)
     path = Path(resume)
     if path.is_file():
         return _exact(path)
@@ -183,8 +228,8 @@ def _search(resume: bool | str | Path, logdir: Path | None) -> Search:
                   "epoch with a logdir, or start over without --resume")
 
 
-def _latest(store: ResumeStore, fresh_if_empty: bool) -> Search:
-    search = store.latest()
+def _latest(store: ResumeStore, fresh_if_empty: bool, search: Search | None = None) -> Search:
+    search = store.latest() if search is None else search
     if search.data is None and search.candidates == 0 and fresh_if_empty:
         _warn(f"there is no checkpoint to resume from in {store.folder}: starting from the "
               "beginning", code="SF604")
