@@ -11,14 +11,17 @@ from stagegraph.compiler import ExecutionPlan
 
 
 def run_plan(plan: ExecutionPlan, *, check: bool, show_traceback: bool,
-             resume: bool | str = False, allow_plan_change: bool = False) -> int:
-    """Run ``plan``; a failure prints where it happened and its cause, not a traceback."""
+             resume: bool | str = False, allow_plan_change: bool = False,
+             checkpoint_every: int | None = None) -> int:
+    """Run ``plan``; a failure prints where it happened and its cause, not a traceback. A run
+    stopped by SIGTERM or SIGUSR1 prints where and its checkpoint, and returns 75."""
     from stagegraph.runtime import Runner  # torch is imported here, and only here
     from stagegraph.runtime.errors import RunError, StagegraphRuntimeError, plain_warnings
 
     try:
         with plain_warnings():
-            runner = Runner(plan, check=check, resume=resume, allow_plan_change=allow_plan_change)
+            runner = Runner(plan, check=check, resume=resume, allow_plan_change=allow_plan_change,
+                            checkpoint_every=checkpoint_every)
             if runner.resumed_from is not None:
                 print(f"resuming from {runner.resumed_from}: {runner.resume_position}",
                       file=sys.stderr)
@@ -30,6 +33,11 @@ def run_plan(plan: ExecutionPlan, *, check: bool, show_traceback: bool,
         return 1
     except Exception as err:
         return _run_failed(err, show_traceback)
+    if runner.stopped is not None:
+        from stagegraph.runtime.resume.midepoch import EXIT_STOPPED
+
+        print(f"stagegraph: {runner.stopped.message()}", file=sys.stderr)
+        return EXIT_STOPPED
     return 0
 
 

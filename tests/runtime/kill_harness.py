@@ -9,8 +9,9 @@ and its output in files; the child either exits with the command's code or is SI
 experiment at the named point. ``corrupt`` steps damage a file between runs, as a disk might.
 The parent never runs torch code, so no thread pool exists at fork time.
 
-Steps: ``{"run": [...argv], "env": {...}, "out": "path/prefix"}`` or
-``{"corrupt": "path", "mode": "truncate" | "flip"}``. Results, one per step:
+Steps: ``{"run": [...argv], "env": {...}, "out": "path/prefix"}`` (with ``"signal": "KILL" |
+"TERM" | "USR1", "after": SECONDS``, the parent sends the child that signal after that time, if
+it still runs) or ``{"corrupt": "path", "mode": "truncate" | "flip"}``. Results, one per step:
 ``{"status": "killed" | "exit", "code": N}`` or ``{"corrupted": "path"}``.
 """
 
@@ -20,6 +21,7 @@ import json
 import os
 import signal
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -50,11 +52,24 @@ def run(step: dict[str, Any]) -> dict[str, Any]:
             sys.stdout.flush()
             sys.stderr.flush()
             os._exit(code)
-    _, status = os.waitpid(pid, 0)
+    status = _wait(pid, step)
     if os.WIFSIGNALED(status):
         return {"status": "killed", "code": -os.WTERMSIG(status),
                 "sigkill": os.WTERMSIG(status) == signal.SIGKILL}
     return {"status": "exit", "code": os.WEXITSTATUS(status)}
+
+
+def _wait(pid: int, step: dict[str, Any]) -> int:
+    """The child's exit status; first, if the step says so, a signal sent after a delay."""
+    if "after" in step:
+        deadline = time.monotonic() + float(step["after"])
+        while time.monotonic() < deadline:
+            done, status = os.waitpid(pid, os.WNOHANG)
+            if done:
+                return status
+            time.sleep(0.002)
+        os.kill(pid, getattr(signal, f"SIG{step.get('signal', 'KILL')}"))
+    return os.waitpid(pid, 0)[1]
 
 
 def corrupt(step: dict[str, Any]) -> dict[str, Any]:
