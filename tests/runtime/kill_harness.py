@@ -12,7 +12,8 @@ The parent never runs torch code, so no thread pool exists at fork time.
 Steps: ``{"run": [...argv], "env": {...}, "out": "path/prefix"}`` (with ``"signal": "KILL" |
 "TERM" | "USR1", "after": SECONDS``, the parent sends the child that signal after that time, if
 it still runs) or ``{"corrupt": "path", "mode": "truncate" | "flip"}``. Results, one per step:
-``{"status": "killed" | "exit", "code": N}`` or ``{"corrupted": "path"}``.
+``{"status": "killed" | "exit", "code": N, "seconds": S}`` (the child's wall time) or
+``{"corrupted": "path"}``.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from stagegraph.cli import main
 
 def run(step: dict[str, Any]) -> dict[str, Any]:
     out = step["out"]
+    started = time.monotonic()
     pid = os.fork()
     if pid == 0:  # the child: never returns
         code = 70
@@ -53,10 +55,13 @@ def run(step: dict[str, Any]) -> dict[str, Any]:
             sys.stderr.flush()
             os._exit(code)
     status = _wait(pid, step)
-    if os.WIFSIGNALED(status):
-        return {"status": "killed", "code": -os.WTERMSIG(status),
-                "sigkill": os.WTERMSIG(status) == signal.SIGKILL}
-    return {"status": "exit", "code": os.WEXITSTATUS(status)}
+    result: dict[str, Any] = (
+        {"status": "killed", "code": -os.WTERMSIG(status),
+         "sigkill": os.WTERMSIG(status) == signal.SIGKILL} if os.WIFSIGNALED(status)
+        else {"status": "exit", "code": os.WEXITSTATUS(status)})
+    if step.get("seconds"):
+        result["seconds"] = time.monotonic() - started
+    return result
 
 
 def _wait(pid: int, step: dict[str, Any]) -> int:
