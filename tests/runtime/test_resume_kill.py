@@ -210,8 +210,8 @@ def test_killed_and_stopped_mid_epoch_resumes_bit_exactly(tmp_path: Path) -> Non
 def test_signals_at_random_moments_resume_bit_exactly(tmp_path: Path) -> None:
     """The harness's parent sends SIGTERM or SIGKILL after a random delay (seeded)."""
     chance = random.Random(9)
-    chain: list[Any] = [{"signal": chance.choice(["TERM", "KILL"]), "after": chance.uniform(0.1, 0.8)}
-                        for _ in range(4)]
+    chain: list[Any] = [{"signal": chance.choice(["TERM", "KILL"]),
+                         "after": chance.uniform(0.1, 0.8)} for _ in range(4)]
     ref, run, results = harness(tmp_path, [*chain, None], extra=EVERY)
     for i, result in enumerate(results[:-1]):
         assert result in ({"status": "exit", "code": 75}, {"status": "exit", "code": 0},
