@@ -1,7 +1,8 @@
 """The `stagegraph` command: validate, plan, explain, run and schema.
 
 Exit codes: 0 success; 1 the experiment has errors, could not be loaded, or the run failed;
-2 usage error; 130 interrupted; 141 the output pipe closed early. ``validate`` and ``plan``
+2 usage error; 75 the run stopped on SIGTERM or SIGUSR1 (after writing a resume checkpoint);
+130 interrupted; 141 the output pipe closed early. ``validate`` and ``plan``
 never import torch; ``run`` imports the runtime only when it starts. ``validate``'s output and
 ``--explain`` live in `stagegraph.cli_validate`, running a plan in `stagegraph.cli_run`.
 """
@@ -141,6 +142,16 @@ def _resume_options(run: argparse.ArgumentParser) -> None:
     run.add_argument("--overwrite", action="store_true",
                      help="start over in a logdir holding an unfinished run: the old run is "
                           "moved aside, and deleted once the new run's first checkpoint is saved")
+    run.add_argument("--checkpoint-every", type=_batch_count, metavar="N",
+                     help="also write a resume checkpoint after every N batches of a train "
+                          "loader, to resume mid-epoch (needs --logdir)")
+
+
+def _batch_count(value: str) -> int:
+    if not value.isdigit() or int(value) < 1:
+        raise argparse.ArgumentTypeError(f"--checkpoint-every {value!r}: give a number of "
+                                         "batches >= 1")
+    return int(value)
 
 
 def _process_count(value: str) -> int:
@@ -243,6 +254,10 @@ def cmd_schema(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    if args.checkpoint_every is not None and args.logdir is None:
+        print("stagegraph run: error: --checkpoint-every writes into the logdir: give --logdir DIR",
+              file=sys.stderr)
+        return 2
     if args.allow_plan_change and args.resume is False:
         print("stagegraph run: error: --allow-plan-change only applies with --resume",
               file=sys.stderr)
@@ -275,7 +290,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.ddp is not None:
         return launch.run_torchrun(launch.torchrun_command(args.ddp, launch.rank_arguments(args)))
     return run_plan(plan, check=args.check, show_traceback=args.traceback, resume=args.resume,
-                    allow_plan_change=args.allow_plan_change, overwrite=args.overwrite)
+                    allow_plan_change=args.allow_plan_change, overwrite=args.overwrite,
+                    checkpoint_every=args.checkpoint_every)
 
 
 def _report_load_error(err: LoadError, args: argparse.Namespace) -> None:

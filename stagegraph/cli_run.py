@@ -12,15 +12,16 @@ from stagegraph.compiler import ExecutionPlan
 
 def run_plan(plan: ExecutionPlan, *, check: bool, show_traceback: bool,
              resume: bool | str = False, allow_plan_change: bool = False,
-             overwrite: bool = False) -> int:
-    """Run ``plan``; a failure prints where it happened and its cause, not a traceback."""
+             overwrite: bool = False, checkpoint_every: int | None = None) -> int:
+    """Run ``plan``; a failure prints where it happened and its cause, not a traceback. A run
+    stopped by SIGTERM or SIGUSR1 prints where and its checkpoint, and returns 75."""
     from stagegraph.runtime import Runner  # torch is imported here, and only here
     from stagegraph.runtime.errors import RunError, StagegraphRuntimeError, plain_warnings
 
     try:
         with plain_warnings():
             runner = Runner(plan, check=check, resume=resume, allow_plan_change=allow_plan_change,
-                            overwrite=overwrite)
+                            overwrite=overwrite, checkpoint_every=checkpoint_every)
             if runner.resumed_from is not None:
                 print(f"resuming from {runner.resumed_from}: {runner.resume_position}",
                       file=sys.stderr)
@@ -32,6 +33,11 @@ def run_plan(plan: ExecutionPlan, *, check: bool, show_traceback: bool,
         return 1
     except Exception as err:
         return _run_failed(err, show_traceback)
+    if runner.stopped is not None:
+        from stagegraph.runtime.resume.midepoch import EXIT_STOPPED
+
+        print(f"stagegraph: {runner.stopped.message()}", file=sys.stderr)
+        return EXIT_STOPPED
     return 0
 
 

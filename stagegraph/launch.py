@@ -112,7 +112,8 @@ def rank_arguments(args: argparse.Namespace) -> list[str]:
     """The ``stagegraph run`` arguments each rank of ``--ddp N`` gets: the same, minus ``--ddp``."""
     argv = ["run", args.exp]
     for flag, value in (("--device", args.device), ("--logdir", args.logdir),
-                        ("--dist-timeout", args.dist_timeout)):
+                        ("--dist-timeout", args.dist_timeout),
+                        ("--checkpoint-every", getattr(args, "checkpoint_every", None))):
         if value is not None:
             argv += [flag, f"{value:g}" if isinstance(value, float) else str(value)]
     resume = getattr(args, "resume", False)

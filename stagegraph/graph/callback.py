@@ -130,6 +130,14 @@ class Callback:
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore what :meth:`state_dict` returned."""
 
+    def loader_state_dict(self) -> dict[str, Any]:
+        """State gathered within the current loader (running sums, buffered outputs) that a
+        mid-epoch checkpoint saves; ``{}`` if none. See docs/checkpoints.md."""
+        return {}
+
+    def load_loader_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore what :meth:`loader_state_dict` returned, after ``on_loader_start``."""
+
     def __repr__(self) -> str:
         return f"{type(self).__name__}()"
 

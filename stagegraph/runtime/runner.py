@@ -8,13 +8,11 @@ loop does no lookups, sorting or filtering. See docs/runtime.md for the semantic
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterable, Mapping
-from itertools import islice
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 import torch
-from torch import nn
 from torch.utils.data import DistributedSampler
 
 from stagegraph.compiler.plan import ExecutionPlan
@@ -27,9 +25,11 @@ from stagegraph.runtime.device import batch_mover, batch_size, resolve_device
 from stagegraph.runtime.distributed import Distributed
 from stagegraph.runtime.errors import RunError
 from stagegraph.runtime.faults import explain
+from stagegraph.runtime.loop import describe, loader_batch_size, loader_len, place, set_train_mode
 from stagegraph.runtime.precision import make_scaler, precision_step
 from stagegraph.runtime.resolve import runnable_plan
 from stagegraph.runtime.resume import open_session
+from stagegraph.runtime.resume.midepoch import MidEpoch, Stopped, StopRun
 from stagegraph.runtime.seeding import set_global_seed
 from stagegraph.runtime.state import RunnerState
 
@@ -51,8 +51,10 @@ class Runner(RunnerState):
     checkpoint or logdir ``resume`` names), refusing a plan that changed since unless
     ``allow_plan_change=True``. A run not resumed refuses a logdir holding an unfinished run
     unless ``overwrite=True``, which sets the old run aside until this one's first checkpoint
-    is saved. The master process holds the logdir's lock while it runs; see
-    docs/checkpoints.md.
+    is saved. The master process holds the logdir's lock while it runs. ``checkpoint_every=N``
+    also writes a resume checkpoint after every N-th batch of a ``train*`` loader; with a logdir,
+    SIGTERM and SIGUSR1 stop the run at the next batch boundary after writing one (``stopped``
+    says where). See docs/checkpoints.md.
     """
 
     def __init__(
@@ -66,6 +68,7 @@ class Runner(RunnerState):
         resume: bool | str | Path = False,
         allow_plan_change: bool = False,
         overwrite: bool = False,
+        checkpoint_every: int | None = None,
     ) -> None:
         self._distributed = Distributed.from_environment()  # None: a single process
         plan = runnable_plan(plan, experiment=experiment, logdir=logdir, device=device)
@@ -93,6 +96,10 @@ class Runner(RunnerState):
         #: The checkpoint resumed from (``None``: from the start), and where the run continues.
         self.resumed_from: Path | None = self._resume.resumed_from
         self.resume_position: str = self._resume.describe()
+        self._mid = MidEpoch(self._resume, checkpoint_every,
+                             distributed=self._distributed is not None)
+        #: Set when a signal stopped the run (see `Stopped`); ``None`` otherwise.
+        self.stopped: Stopped | None = None
 
     # --- the loop, one method per level -------------------------------------------------------
     def run(self) -> Runner:
@@ -104,9 +111,11 @@ class Runner(RunnerState):
             self.exception, self._failed, self.need_exception_reraise = None, None, True
             group = (contextlib.nullcontext() if self._distributed is None
                      else self._distributed.group())
-            with group:  # one process group for the whole experiment
+            with group, self._mid.signals():  # one process group for the whole experiment
                 try:
                     self.run_experiment()
+                except StopRun:  # a signal asked: the checkpoint is written, no callback fires
+                    self.stopped = self._mid.stopped
                 except (Exception, KeyboardInterrupt) as err:
                     self._handle_exception(err)
                 else:
@@ -140,6 +149,7 @@ class Runner(RunnerState):
             if self._distributed is not None:  # every rank stops if any rank asks to
                 self.need_early_stop = self._distributed.any(self.need_early_stop)
             self._resume.epoch_end(self)  # the resume checkpoint: after every epoch-end callback
+            self._mid.after_epoch(self)
             if self.need_early_stop:
                 self.need_early_stop = False
                 break
@@ -153,15 +163,17 @@ class Runner(RunnerState):
         self.epoch_metrics = {}
         self._depth = _EPOCH
         self._fire("on_epoch_start", self._table("on_epoch_start"))
-        for name, kind, loader in self._loader_items:
-            self.run_loader(name, kind, loader)
+        first = self._mid.epoch_started(self)  # resumed mid-epoch: the loader it was in
+        for index, (name, kind, loader) in enumerate(self._loader_items[first:], first):
+            self.run_loader(index, name, kind, loader)
         self._depth = _EPOCH
         self._fire("on_epoch_end", self._table("on_epoch_end"))
 
-    def run_loader(self, name: str, kind: LoaderKind, loader: Any) -> None:
+    def run_loader(self, index: int, name: str, kind: LoaderKind, loader: Any) -> None:
         self._enter_loader(name, kind, loader)
         self._fire("on_loader_start", self._table("on_loader_start"))
-        batches = islice(loader, CHECK_RUN_BATCHES) if self.is_check_run else loader
+        batches = self._mid.batches(self, index, loader,
+                                    CHECK_RUN_BATCHES if self.is_check_run else None)
         with torch.set_grad_enabled(self.is_train_loader):
             self._run_batches(batches)
         self._depth = _LOADER
@@ -175,6 +187,8 @@ class Runner(RunnerState):
             if self.need_early_stop:
                 self.need_early_stop = False
                 break
+            if self._mid.due(self):  # every N train batches, or a signal: a checkpoint here
+                self._mid.boundary(self)
 
     def run_batch(self, batch: Any) -> None:
         self._depth = _BATCH
@@ -244,10 +258,10 @@ class Runner(RunnerState):
         self.is_train_loader = kind is LoaderKind.train
         self.is_valid_loader = kind is LoaderKind.valid
         self.is_infer_loader = kind is LoaderKind.infer
-        self.loader_len = _loader_len(loader, self.is_check_run)
-        self.loader_batch_size = _loader_batch_size(loader)
+        self.loader_len = loader_len(loader, CHECK_RUN_BATCHES if self.is_check_run else None)
+        self.loader_batch_size = loader_batch_size(loader)
         self.loader_batch_step = self.loader_sample_step = 0
-        _set_train_mode(self.model, self.is_train_loader)
+        set_train_mode(self.model, self.is_train_loader)
         sampler = getattr(loader, "sampler", None)
         if isinstance(sampler, DistributedSampler) and not self.is_infer_stage:
             sampler.set_epoch(self.epoch)
@@ -266,13 +280,13 @@ class Runner(RunnerState):
             except Exception as handler_err:
                 name = self._binding.name_of(hook) if self._binding else "?"
                 raise RunError(f"callback {name!r} failed in on_exception while handling "
-                               f"{_describe(err)} ({_place(where)})", where) from handler_err
+                               f"{describe(err)} ({place(where)})", where) from handler_err
         if not self.need_exception_reraise:
             return
         if isinstance(err, KeyboardInterrupt):
             raise err
-        described = explain(err, self, where) or _describe(err)
-        raise RunError(f"run failed at {_place(where)}: {described}", where) from err
+        described = explain(err, self, where) or describe(err)
+        raise RunError(f"run failed at {place(where)}: {described}", where) from err
 
     def _where(self) -> dict[str, object]:
         where: dict[str, object] = {}
@@ -293,38 +307,3 @@ class Runner(RunnerState):
                 f"stage={self.stage_name!r}, epoch={self.epoch}, "
                 f"global_epoch={self.global_epoch})")
 
-
-def _place(where: Mapping[str, object]) -> str:
-    parts = [f"{key} {value!r}" if isinstance(value, str) else f"{key} {value}"
-             for key, value in where.items() if key not in ("callback", "event")]
-    if "callback" in where:
-        parts.append(f"callback {where['callback']!r} ({where['event']})")
-    return ", ".join(parts) or "experiment level"
-
-
-def _describe(err: BaseException) -> str:
-    text = str(err)
-    return f"{type(err).__name__}: {text}" if text else type(err).__name__
-
-
-def _loader_len(loader: Any, check_run: bool) -> int | None:
-    try:
-        length = len(loader)
-    except TypeError:  # an iterable without a length (an IterableDataset, a generator)
-        return None
-    return min(length, CHECK_RUN_BATCHES) if check_run else length
-
-
-def _loader_batch_size(loader: Any) -> int | None:
-    sampler = getattr(loader, "batch_sampler", None)
-    size = getattr(sampler, "batch_size", None) if sampler is not None else None
-    return size if size is not None else getattr(loader, "batch_size", None)
-
-
-def _set_train_mode(model: Any, mode: bool) -> None:
-    if isinstance(model, nn.Module):
-        model.train(mode)
-    elif isinstance(model, Mapping):
-        for module in model.values():
-            if isinstance(module, nn.Module):
-                module.train(mode)

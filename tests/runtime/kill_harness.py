@@ -9,10 +9,12 @@ and its output in files; the child either exits with the command's code or is SI
 experiment at the named point. ``corrupt`` steps damage a file between runs, as a disk might.
 The parent never runs torch code, so no thread pool exists at fork time.
 
-Steps: ``{"run": [...argv], "env": {...}, "out": "path/prefix"}``,
-``{"corrupt": "path", "mode": "truncate" | "flip"}`` or ``{"ls": "folder"}`` (what a folder holds
-between two runs). Results, one per step: ``{"status": "killed" | "exit", "code": N}``,
-``{"corrupted": "path"}`` or ``{"ls": [every file under the folder, relative, sorted]}``.
+Steps: ``{"run": [...argv], "env": {...}, "out": "path/prefix"}`` (with ``"signal": "KILL" |
+"TERM" | "USR1", "after": SECONDS``, the parent sends the child that signal after that time, if
+it still runs), ``{"corrupt": "path", "mode": "truncate" | "flip"}`` or ``{"ls": "folder"}`` (what
+a folder holds between two runs). Results, one per step: ``{"status": "killed" | "exit", "code":
+N, "seconds": S}`` (the child's wall time), ``{"corrupted": "path"}`` or ``{"ls": [every file
+under the folder, relative, sorted]}``.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import json
 import os
 import signal
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +36,7 @@ from stagegraph.cli import main
 
 def run(step: dict[str, Any]) -> dict[str, Any]:
     out = step["out"]
+    started = time.monotonic()
     pid = os.fork()
     if pid == 0:  # the child: never returns
         code = 70
@@ -51,11 +55,27 @@ def run(step: dict[str, Any]) -> dict[str, Any]:
             sys.stdout.flush()
             sys.stderr.flush()
             os._exit(code)
-    _, status = os.waitpid(pid, 0)
-    if os.WIFSIGNALED(status):
-        return {"status": "killed", "code": -os.WTERMSIG(status),
-                "sigkill": os.WTERMSIG(status) == signal.SIGKILL}
-    return {"status": "exit", "code": os.WEXITSTATUS(status)}
+    status = _wait(pid, step)
+    result: dict[str, Any] = (
+        {"status": "killed", "code": -os.WTERMSIG(status),
+         "sigkill": os.WTERMSIG(status) == signal.SIGKILL} if os.WIFSIGNALED(status)
+        else {"status": "exit", "code": os.WEXITSTATUS(status)})
+    if step.get("seconds"):
+        result["seconds"] = time.monotonic() - started
+    return result
+
+
+def _wait(pid: int, step: dict[str, Any]) -> int:
+    """The child's exit status; first, if the step says so, a signal sent after a delay."""
+    if "after" in step:
+        deadline = time.monotonic() + float(step["after"])
+        while time.monotonic() < deadline:
+            done, status = os.waitpid(pid, os.WNOHANG)
+            if done:
+                return status
+            time.sleep(0.002)
+        os.kill(pid, getattr(signal, f"SIG{step.get('signal', 'KILL')}"))
+    return os.waitpid(pid, 0)[1]
 
 
 def corrupt(step: dict[str, Any]) -> dict[str, Any]:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import subprocess
 import sys
 from pathlib import Path
@@ -52,9 +53,13 @@ CHAIN_LATE: list[Any] = [
 ]
 
 
-def harness(tmp: Path, chain: list[Any], resume_first: bool = False
+def harness(tmp: Path, chain: list[Any], resume_first: bool = False, extra: list[str] | None = None
             ) -> tuple[Path, Path, list[dict[str, Any]]]:
-    """Run the reference, then ``chain`` in another logdir; returns both logdirs and results."""
+    """Run the reference, then ``chain`` in another logdir; returns both logdirs and results.
+
+    A point is a kill point (``None``: run to the end), a file to damage (a tuple), or a signal
+    the harness sends after a delay (a dict); ``extra`` options go to every run of the chain.
+    """
     ref, run = tmp / "ref", tmp / "run"
     base = ["run", EXPERIMENT, "--device", "cpu", "--quiet"]
     steps: list[dict[str, Any]] = [{"run": [*base, "--logdir", str(ref)], "out": str(tmp / "ref")}]
@@ -64,8 +69,13 @@ def harness(tmp: Path, chain: list[Any], resume_first: bool = False
                           "mode": point[0]})
             continue
         resume = ["--resume"] if i or resume_first else []
-        steps.append({"run": [*base, "--logdir", str(run), *resume], "out": str(tmp / f"step{i}"),
-                      "env": {KILL: point or ""}})
+        step = {"run": [*base, "--logdir", str(run), *resume, *(extra or [])],
+                "out": str(tmp / f"step{i}"), "env": {KILL: ""}}
+        if isinstance(point, dict):
+            step.update(point)
+        else:
+            step["env"] = {KILL: point or ""}
+        steps.append(step)
     (tmp / "steps.json").write_text(json.dumps(steps))
     done = subprocess.run([sys.executable, HARNESS, str(tmp / "steps.json"),
                            str(tmp / "results.json")], capture_output=True, text=True,
@@ -156,4 +166,56 @@ def test_a_real_process_killed_mid_write_resumes(tmp_path: Path) -> None:
     assert results == [{"status": "exit", "code": 0}], err(tmp_path, 0)
     assert "epoch-000004.pth: stage 'train' after epoch 2" in err(tmp_path, 0)
     assert "Traceback" not in err(tmp_path, 0)
+    assert_same_result(ref, run)
+
+
+# --- mid-epoch checkpoints (--checkpoint-every) and graceful stops (SIGTERM, SIGUSR1) --------
+EVERY = ["--checkpoint-every", "3"]
+#: Train loaders have 5 batches: a checkpoint after batch 3, killed in batch 5 or stopped.
+CHAIN_MID: list[Any] = [
+    "batch:pretrain:1:train:5",       # SIGKILL: resumes from batch 3 of epoch 1
+    "TERM@batch:pretrain:2:valid:2",  # SIGTERM in validation: a checkpoint after valid batch 2
+    "USR1@batch:aux:2:train:2",       # SLURM's warning signal, in a stage training its own model
+    "batch:finetune:1:train:5",       # accumulation: a step pending (and its gradients) at batch 3
+    "TERM@batch:infer:1:infer:2",     # after the last batch, before the predictions are written
+    None,
+]
+
+
+def test_killed_and_stopped_mid_epoch_resumes_bit_exactly(tmp_path: Path) -> None:
+    ref, run, results = harness(tmp_path, CHAIN_MID, extra=EVERY)
+    for i, (point, result) in enumerate(zip(CHAIN_MID, results, strict=True)):
+        if point is None:
+            assert result == {"status": "exit", "code": 0}, err(tmp_path, i)
+        elif "@" in point:  # stopped cleanly, after a checkpoint where it stopped
+            assert result == {"status": "exit", "code": 75}, err(tmp_path, i)
+            assert "resume checkpoint written to" in err(tmp_path, i)
+            assert "Traceback" not in err(tmp_path, i)
+        else:
+            assert result.get("sigkill"), f"{point} was not reached: {result}\n{err(tmp_path, i)}"
+    assert ("stopped by SIGTERM at stage 'pretrain', epoch 2, loader 'valid', batch 2: resume "
+            "checkpoint written to") in err(tmp_path, 1)
+    assert "stopped by SIGUSR1 at stage 'aux', epoch 2, loader 'train', batch 2" in err(tmp_path, 2)
+    resumed = [err(tmp_path, i).split("resuming from ", 1)[1].splitlines()[0]
+               for i in range(1, len(CHAIN_MID))]
+    assert resumed[0].endswith("-step-000000003.pth: stage 'pretrain' in epoch 1, loader 'train' "
+                               "after batch 3, global epoch 1")
+    assert "stage 'pretrain' in epoch 2, loader 'valid' after batch 2" in resumed[1]
+    assert "stage 'aux' in epoch 2, loader 'train' after batch 2" in resumed[2]
+    assert "stage 'finetune' in epoch 1, loader 'train' after batch 3" in resumed[3]
+    assert "stage 'infer' in epoch 1, loader 'infer' after batch 2" in resumed[4]
+    assert_same_result(ref, run)
+
+
+def test_signals_at_random_moments_resume_bit_exactly(tmp_path: Path) -> None:
+    """The harness's parent sends SIGTERM or SIGKILL after a random delay (seeded)."""
+    chance = random.Random(9)
+    chain: list[Any] = [{"signal": chance.choice(["TERM", "KILL"]),
+                         "after": chance.uniform(0.1, 0.8)} for _ in range(4)]
+    ref, run, results = harness(tmp_path, [*chain, None], extra=EVERY)
+    for i, result in enumerate(results[:-1]):
+        assert result in ({"status": "exit", "code": 75}, {"status": "exit", "code": 0},
+                          {"status": "killed", "code": -9, "sigkill": True},
+                          {"status": "killed", "code": -15, "sigkill": False}), err(tmp_path, i)
+    assert results[-1] == {"status": "exit", "code": 0}, err(tmp_path, len(chain))
     assert_same_result(ref, run)

@@ -68,6 +68,12 @@ class MetricAggregationCallback(Callback):
         for key, value in loader_metrics.items():
             epoch_metrics[prefix + key] = value
 
+    def loader_state_dict(self) -> dict[str, Any]:
+        return {"sums": {key: list(acc) for key, acc in self._sums.items()}}
+
+    def load_loader_state_dict(self, state: dict[str, Any]) -> None:
+        self._sums = {key: list(acc) for key, acc in state["sums"].items()}
+
     def running(self, key: str) -> float | None:
         """The mean of ``key`` over the batches of the current loader so far, or ``None``."""
         acc = self._sums.get(key)

@@ -144,6 +144,20 @@ class TorchMetricsCallback(Callback):
             self.metric.update(preds, target)
         self._updated = True
 
+    def loader_state_dict(self) -> dict[str, Any]:
+        """The metric's accumulated states (torchmetrics' ``metric_state``)."""
+        return {"updated": self._updated, "count": int(self.metric._update_count),
+                "states": dict(self.metric.metric_state)}
+
+    def load_loader_state_dict(self, state: dict[str, Any]) -> None:
+        device = self.metric.device
+        for name, value in state["states"].items():
+            setattr(self.metric, name, [v.to(device) for v in value] if isinstance(value, list)
+                    else value.to(device))
+        self.metric._update_count = int(state["count"])
+        self.metric._computed = None
+        self._updated = bool(state["updated"])
+
     def on_loader_end(self, runner: Any) -> None:
         if self._updated:
             value = _scalar(self.metric.compute(), self.metric_key)

@@ -138,6 +138,16 @@ class OptimizerCallback(Callback):
         if optimizer is not None and optimizer.param_groups:
             runner.epoch_metrics["lr"] = float(optimizer.param_groups[0]["lr"])
 
+    def loader_state_dict(self) -> dict[str, Any]:
+        """Steps pending in the accumulation (the runner saves the gradients themselves)."""
+        return {"pending": self._pending, "skipped": list(self._skipped),
+                "device_finite": self._device_finite}
+
+    def load_loader_state_dict(self, state: dict[str, Any]) -> None:
+        self._pending = int(state["pending"])
+        self._skipped = [int(n) for n in state["skipped"]]
+        self._device_finite = state["device_finite"]
+
     def _finite(self, loss: torch.Tensor, runner: Any) -> bool:
         """Whether ``loss`` is finite; raises for ``"stop"``, records the batch for ``"skip"``."""
         if loss.is_cpu or self.nonfinite == "skip":

@@ -75,6 +75,12 @@ class PredictionWriter(Callback):
         for key in self.input_keys:
             parts.setdefault(key, []).append(torch.as_tensor(runner.input[key]).cpu())
 
+    def loader_state_dict(self) -> dict[str, Any]:
+        return {} if self._parts is None else {"parts": self._parts}
+
+    def load_loader_state_dict(self, state: dict[str, Any]) -> None:
+        self._parts = {key: list(parts) for key, parts in state["parts"].items()}
+
     def on_loader_end(self, runner: Any) -> None:
         parts, self._parts = self._parts, None
         if not parts:

@@ -14,7 +14,11 @@ from, skips damaged ones with a warning, and refuses a plan that changed since t
   random generators and last metrics) — it returns the number of epochs left;
 - `ResumeSession.epoch_end` after every epoch (writes the checkpoint; once it is durable, what
   was set aside is deleted);
+- `ResumeSession.write_position` at a batch boundary (a mid-epoch checkpoint, see `midepoch`);
 - `ResumeSession.finish` when the run returns (marks the logdir's run finished).
+
+A checkpoint written mid-epoch holds a ``position``; resuming from it continues its epoch
+(`ResumeSession.position`, which `midepoch.MidEpoch` consumes).
 """
 
 from __future__ import annotations
@@ -28,7 +32,7 @@ from typing import Any
 from stagegraph.compiler.diagnostics import Diagnostic, Location, Severity
 from stagegraph.compiler.diff import plan_changes
 from stagegraph.runtime.binding import StageBinding
-from stagegraph.runtime.callbacks.files import unwrap
+from stagegraph.runtime.callbacks.files import plain, unwrap
 from stagegraph.runtime.errors import ResumeError, ResumeWarning
 from stagegraph.runtime.resume.logdir import (
     Logdir,
@@ -65,6 +69,8 @@ class ResumeSession:
         self.check = check
         self.search = search if search is not None and search.data is not None else None
         self.first_stage = 0
+        #: The last checkpoint this run wrote (``None``: none yet).
+        self.last_written: Path | None = None
         self._bindings: tuple[StageBinding, ...] = ()
         self._restore_callbacks = self._restore_components = self.search is not None
 
@@ -77,11 +83,24 @@ class ResumeSession:
         assert self.search is not None and self.search.data is not None
         return self.search.data
 
+    @property
+    def position(self) -> dict[str, Any] | None:
+        """Where in its epoch the checkpoint resumed from was written (``None``: at its end)."""
+        if self.search is None:
+            return None
+        position = self.data["resume"].get("position")
+        return position if isinstance(position, dict) else None
+
     def describe(self) -> str:
         """Where the run continues, ``stage 'train' after epoch 2, global epoch 4``, or ``''``."""
         if self.search is None:
             return ""
         resume, counters = self.data["resume"], self.data["counters"]
+        position = self.position
+        if position is not None:
+            return (f"stage {resume['stage']!r} in epoch {resume['epoch']}, loader "
+                    f"{position['loader']!r} after batch {position['loader_batch_step']}, "
+                    f"global epoch {counters['global_epoch']}")
         done = " (the stage had finished)" if resume["stage_done"] else ""
         return (f"stage {resume['stage']!r} after epoch {resume['epoch']}{done}, global epoch "
                 f"{counters['global_epoch']}")
@@ -100,6 +119,9 @@ class ResumeSession:
             return
         self._restore_callbacks = False
         restore_callbacks(runner, self.data, carried=self._carried(runner))
+        if self.position is not None:  # the saved epoch is not done: the runner enters it again
+            runner.epoch -= 1
+            runner.global_epoch -= 1
 
     def stage_started(self, runner: Any) -> int:
         """Epochs left in the stage (all of them unless it is the stage resumed)."""
@@ -121,7 +143,27 @@ class ResumeSession:
                         carried=self._carried(runner), check=self.check)
         summary = {"stage": runner.stage_name, "epoch": runner.epoch,
                    "global_epoch": runner.global_epoch}
-        self.store.write(data, runner.global_epoch, summary)
+        self.last_written = self.store.write(data, runner.global_epoch, summary)
+        self._written()
+
+    def write_position(self, runner: Any, position: dict[str, Any]) -> Path | None:
+        """A mid-epoch checkpoint at the batch boundary ``position`` describes."""
+        if self.store is None:
+            return None
+        data = snapshot(runner, shared_model=self._shared_model(runner, False),
+                        carried=self._carried(runner), check=self.check)
+        data["resume"]["stage_done"] = False
+        data["resume"]["position"] = plain(position, "mid-epoch resume checkpoint")
+        summary = {"stage": runner.stage_name, "epoch": runner.epoch,
+                   "global_epoch": runner.global_epoch, "loader": runner.loader_name,
+                   "loader_batch_step": runner.loader_batch_step,
+                   "global_batch_step": runner.global_batch_step}
+        self.last_written = self.store.write(data, runner.global_epoch, summary,
+                                             step=runner.global_batch_step)
+        self._written()
+        return self.last_written
+
+    def _written(self) -> None:
         if self.logdir is not None:  # the checkpoint is durable: the run set aside can go
             self.logdir.durable()
 
@@ -173,7 +215,9 @@ class ResumeSession:
         for skipped in self.search.skipped:
             if skipped.path.name != INDEX and skipped.path.exists():
                 store.set_aside(skipped.path)
-        newer = store.discard_after(int(self.data["counters"]["global_epoch"]))
+        counters, position = self.data["counters"], self.position
+        newer = store.discard_after(int(counters["global_epoch"]), None if position is None
+                                    else int(counters["global_batch_step"]))
         if newer:
             _warn(f"removed {len(newer)} checkpoint(s) newer than {self.search.path.name} "
                   f"({', '.join(p.name for p in newer)}): the resumed run replaces them")

@@ -3,7 +3,9 @@
 Layout, in ``logdir/checkpoints/resume/``::
 
     epoch-000003.pth    the state after global epoch 3 (the previous one, kept as a fallback)
-    epoch-000004.pth    the state after global epoch 4 (the latest)
+    epoch-000004.pth    the state after global epoch 4
+    epoch-000005-step-000000123.pth
+                        mid-epoch: in global epoch 5, after global batch step 123 (the latest)
     latest.json         the index: newest first, each file's size and sha256
 
 A file exists under its final name only once it is complete: it is written to a temporary file
@@ -34,11 +36,22 @@ INDEX = "latest.json"
 FOLDER = ("checkpoints", "resume")
 #: Checkpoints kept: the latest and the one before it, the fallback if the latest is damaged.
 KEEP = 2
-_NAME = re.compile(r"^epoch-(\d+)\.pth$")
+_NAME = re.compile(r"^epoch-(\d+)(?:-step-(\d+))?\.pth$")
+#: Sorts an end-of-epoch checkpoint after every mid-epoch one of the same global epoch.
+_END = 1 << 62
 
 
-def file_name(global_epoch: int) -> str:
-    return f"epoch-{global_epoch:06d}.pth"
+def file_name(global_epoch: int, step: int | None = None) -> str:
+    """``epoch-000005.pth`` after global epoch 5; ``epoch-000005-step-000000123.pth`` in it,
+    after global batch step 123 (a mid-epoch checkpoint)."""
+    if step is None:
+        return f"epoch-{global_epoch:06d}.pth"
+    return f"epoch-{global_epoch:06d}-step-{step:09d}.pth"
+
+
+def _key(match: re.Match[str]) -> tuple[int, int]:
+    step = match.group(2)
+    return int(match.group(1)), _END if step is None else int(step)
 
 
 class CheckpointProblem(Exception):
@@ -73,11 +86,13 @@ class ResumeStore:
         return cls(Path(logdir).joinpath(*FOLDER))
 
     # --- writing ------------------------------------------------------------------------------
-    def write(self, data: dict[str, Any], global_epoch: int, summary: dict[str, Any]) -> Path:
-        """Save ``data`` as the checkpoint of ``global_epoch``, index it, drop the oldest."""
+    def write(self, data: dict[str, Any], global_epoch: int, summary: dict[str, Any],
+              step: int | None = None) -> Path:
+        """Save ``data`` as the checkpoint of ``global_epoch`` (mid-epoch: at global batch
+        ``step``), index it, drop the oldest."""
         payload = torch_bytes(data)
         self.folder.mkdir(parents=True, exist_ok=True)
-        path = self.folder / file_name(global_epoch)
+        path = self.folder / file_name(global_epoch, step)
         atomic_write(path, payload)
         entry = {"file": path.name, "bytes": len(payload),
                  "sha256": hashlib.sha256(payload).hexdigest(), **summary}
@@ -99,10 +114,14 @@ class ResumeStore:
 
     # --- finding ------------------------------------------------------------------------------
     def files(self) -> list[tuple[int, Path]]:
-        """The checkpoint files present, newest (highest global epoch) first."""
+        """The checkpoint files present and their global epoch, newest (highest global epoch,
+        an end-of-epoch one after the mid-epoch ones of its epoch) first."""
+        return [(key[0], path) for key, path in self._keyed()]
+
+    def _keyed(self) -> list[tuple[tuple[int, int], Path]]:
         if not self.folder.is_dir():
             return []
-        found = [(int(m.group(1)), p) for p in self.folder.iterdir()
+        found = [(_key(m), p) for p in self.folder.iterdir()
                  if (m := _NAME.match(p.name)) and p.is_file()]
         return sorted(found, key=lambda item: item[0], reverse=True)
 
@@ -151,9 +170,11 @@ class ResumeStore:
         (self.folder / INDEX).unlink(missing_ok=True)
         return removed
 
-    def discard_after(self, global_epoch: int) -> list[Path]:
-        """Remove checkpoints newer than ``global_epoch``: a timeline the resumed run replaces."""
-        newer = [path for number, path in self.files() if number > global_epoch]
+    def discard_after(self, global_epoch: int, step: int | None = None) -> list[Path]:
+        """Remove checkpoints newer than ``global_epoch`` (at ``step``, for a mid-epoch one): a
+        timeline the resumed run replaces."""
+        since = (global_epoch, _END if step is None else step)
+        newer = [path for key, path in self._keyed() if key > since]
         for path in newer:
             path.unlink(missing_ok=True)
         if newer:
