@@ -10,6 +10,7 @@ never import torch; ``run`` imports the runtime only when it starts. ``validate`
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
@@ -32,7 +33,7 @@ from stagegraph.cli_validate import (
 )
 from stagegraph.compiler import ExecutionPlan, compile
 from stagegraph.graph.enums import RankKind
-from stagegraph.loading import LoadError, load_experiment
+from stagegraph.loading import LoadError, LoadProblem, load_experiment, shadowing, split_spec
 
 OUTPUT_SUFFIXES = (".svg", ".png", ".dot", ".gv", ".json")
 DEVICE_HELP = "cpu, cuda, cuda:N, mps or auto (default: the experiment's device, else auto)"
@@ -43,6 +44,7 @@ GRAPHVIZ_HINT = ("install Graphviz, which provides the `dot` binary (Debian/Ubun
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit code (the console script exits with it)."""
+    _tolerate_any_encoding()
     args = build_parser().parse_args(argv)
     command: Callable[[argparse.Namespace], int] = args.command
     try:
@@ -65,6 +67,15 @@ def main(argv: Sequence[str] | None = None) -> int:
               "  hint: this is a bug in stagegraph; rerun with --traceback and report it",
               file=sys.stderr)
         return 1
+
+
+def _tolerate_any_encoding() -> None:
+    """Write what the terminal's encoding cannot show as escapes (``\\xe9``), not fail with a
+    UnicodeEncodeError (``PYTHONIOENCODING=ascii``, ``LC_ALL=C`` without UTF-8 mode)."""
+    for stream in (sys.stdout, sys.stderr):
+        reconfigure = getattr(stream, "reconfigure", None)
+        if reconfigure is not None:
+            reconfigure(errors="backslashreplace")
 
 
 # --- the parser ------------------------------------------------------------------------------
@@ -179,8 +190,19 @@ def _output_path(value: str) -> Path:
 
 
 # --- commands --------------------------------------------------------------------------------
-def _compile(args: argparse.Namespace, **options: Any) -> ExecutionPlan:
-    experiment = load_experiment(args.exp)
+def _compile(args: argparse.Namespace, *, notes: list[LoadProblem] | None = None,
+             **options: Any) -> ExecutionPlan:
+    """Load EXP and compile it. What EXP prints while it loads goes to stderr, so that stdout
+    carries only the command's output (``validate --format json`` stays JSON). The warnings
+    about loading it (SF007) go to ``notes``, else are printed on stderr."""
+    with contextlib.redirect_stdout(sys.stderr):
+        experiment = load_experiment(args.exp)
+    found = shadowing(split_spec(args.exp)[0])
+    if notes is None:
+        for note in found:
+            print(note, file=sys.stderr)
+    else:
+        notes.extend(found)
     options.setdefault("rank", getattr(args, "rank", "single"))
     return compile(experiment, device=args.device, logdir=args.logdir, **options)
 
@@ -189,8 +211,10 @@ def cmd_validate(args: argparse.Namespace) -> int:
     validate_args(args)
     if args.explain is not None:
         return explain_code(args)
-    return print_validation(_compile(args), json_format=args.format == "json",
-                            strict=args.strict)
+    notes: list[LoadProblem] = []
+    plan = _compile(args, notes=notes)
+    return print_validation(plan, json_format=args.format == "json", strict=args.strict,
+                            notes=notes)
 
 
 def cmd_plan(args: argparse.Namespace) -> int:
@@ -277,16 +301,18 @@ def cmd_run(args: argparse.Namespace) -> int:
         print("error: --ddp starts torchrun, but this process was already started by torchrun; "
               "drop --ddp", file=sys.stderr)
         return 2
-    plan = _compile(args, verbose=not args.quiet, rank=env.kind if env else "single")
+    notes: list[LoadProblem] = []
+    plan = _compile(args, notes=notes, verbose=not args.quiet,
+                    rank=env.kind if env else "single")
     if not plan.ok:
-        for diagnostic in plan.diagnostics:
+        for diagnostic in [*notes, *plan.diagnostics]:
             print(diagnostic, file=sys.stderr)
         print(f"not running: {summary(plan)}", file=sys.stderr)
         return 1
     # Warnings and notes, printed once: under torchrun by the master rank (whose plan they are),
     # so not by the process that `--ddp` starts torchrun from.
     if (env.kind == "master") if env is not None else args.ddp is None:
-        report_before_run(plan)
+        report_before_run(plan, notes=notes)
     if args.ddp is not None:
         return launch.run_torchrun(launch.torchrun_command(args.ddp, launch.rank_arguments(args)))
     return run_plan(plan, check=args.check, show_traceback=args.traceback, resume=args.resume,

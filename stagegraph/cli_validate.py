@@ -11,11 +11,12 @@ import argparse
 import json
 import sys
 import textwrap
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, TextIO
 
 from stagegraph.compiler import Diagnostic, ExecutionPlan, Severity
 from stagegraph.compiler.rules import LEVELS, RULES, Rule, closest_code
+from stagegraph.loading import LoadProblem
 
 LOGDIR_HELP = ("the log directory the run will use: checks the run's file-writing callbacks "
                "against it, and adds the checkpoint and CSV callbacks `run --logdir` adds")
@@ -49,16 +50,18 @@ def validate_args(args: argparse.Namespace) -> None:
         args.usage_error("the following arguments are required: EXP")
 
 
-def print_validation(plan: ExecutionPlan, *, json_format: bool, strict: bool) -> int:
-    """Print ``plan``'s diagnostics and summary; the exit code (1 on errors, or warnings if
-    ``strict``)."""
+def print_validation(plan: ExecutionPlan, *, json_format: bool, strict: bool,
+                     notes: Sequence[LoadProblem] = ()) -> int:
+    """Print the warnings about loading the file (``notes``), ``plan``'s diagnostics and the
+    summary; the exit code (1 on errors, or warnings if ``strict``)."""
     if json_format:
-        print(json.dumps([diagnostic_json(d) for d in plan.diagnostics], indent=2))
+        items = [n.to_json() for n in notes] + [diagnostic_json(d) for d in plan.diagnostics]
+        print(json.dumps(items, indent=2))
     else:
-        for diagnostic in plan.diagnostics:
-            print(diagnostic)
-        print(summary(plan, strict=strict))
-    return 1 if plan.errors or (strict and plan.warnings) else 0
+        for item in [*notes, *plan.diagnostics]:
+            print(item)
+        print(summary(plan, strict=strict, load_warnings=len(notes)))
+    return 1 if plan.errors or (strict and (plan.warnings or notes)) else 0
 
 
 def diagnostic_json(diagnostic: Diagnostic) -> dict[str, Any]:
@@ -68,33 +71,37 @@ def diagnostic_json(diagnostic: Diagnostic) -> dict[str, Any]:
             "default_level": rule.default if rule is not None else None}
 
 
-def summary(plan: ExecutionPlan, *, strict: bool = False) -> str:
-    """``experiment 'x' has errors: 2 error(s), 1 warning(s) (...)`` or an ``ok`` line."""
+def summary(plan: ExecutionPlan, *, strict: bool = False, load_warnings: int = 0) -> str:
+    """``experiment 'x' has errors: 2 error(s), 1 warning(s) (...)`` or an ``ok`` line;
+    ``load_warnings`` counts the warnings about loading the file, which are not in the plan."""
     callbacks = sum(len(s.callbacks) for s in plan.stages)
     size = f"{len(plan.stages)} stage(s), {callbacks} callback(s)"
-    if not plan.diagnostics:
+    if not plan.diagnostics and not load_warnings:
         return f"ok: experiment {plan.experiment!r} has no problems ({size})"
-    counts = f"{len(plan.errors)} error(s), {len(plan.warnings)} warning(s)"
+    warnings = len(plan.warnings) + load_warnings
+    counts = f"{len(plan.errors)} error(s), {warnings} warning(s)"
     notes = sum(d.severity is Severity.info for d in plan.diagnostics)
     if notes:
         counts += f", {notes} note(s)"
     if plan.errors:
         verdict = "has errors"
-    elif strict and plan.warnings:
+    elif strict and warnings:
         verdict = "fails --strict, which counts warnings as errors"
     else:
         verdict = "is valid"
     return f"experiment {plan.experiment!r} {verdict}: {counts} ({size})"
 
 
-def report_before_run(plan: ExecutionPlan, stream: TextIO | None = None) -> None:
-    """Print every warning and note of a plan about to run, and the summary, on ``stream``."""
-    if not plan.diagnostics:
+def report_before_run(plan: ExecutionPlan, stream: TextIO | None = None,
+                      notes: Sequence[LoadProblem] = ()) -> None:
+    """Print the warnings about loading the file (``notes``), every warning and note of a plan
+    about to run, and the summary, on ``stream``."""
+    if not plan.diagnostics and not notes:
         return
     stream = stream or sys.stderr
-    for diagnostic in plan.diagnostics:
-        print(diagnostic, file=stream)
-    print(f"running: {summary(plan)}", file=stream)
+    for item in [*notes, *plan.diagnostics]:
+        print(item, file=stream)
+    print(f"running: {summary(plan, load_warnings=len(notes))}", file=stream)
 
 
 # --- validate --explain CODE -----------------------------------------------------------------

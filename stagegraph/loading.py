@@ -3,9 +3,12 @@
 ``EXP`` is ``path/to/file.py`` (its attribute ``experiment``) or ``path/to/file.py:name``; the
 attribute is an `Experiment` or a zero-argument function returning one. The file is imported as
 a module named after its stem, with its folder on ``sys.path``, so callback type names in plans
-(``digits.Accuracy``) do not depend on where the command runs. Codes: SF001 file not found,
-SF002 syntax error, SF003 exception while executing the file, SF004 no such attribute, SF005
-wrong type, SF006 the experiment function raised.
+(``digits.Accuracy``) do not depend on where the command runs. The folder goes last on
+``sys.path``, so that a file next to the experiment named like a module of the standard library
+or an installed package (``concurrent.py``) cannot replace that module inside stagegraph or
+torch; `shadowing` names such files. Codes: SF001 file not found, SF002 syntax error, SF003
+exception while executing the file, SF004 no such attribute, SF005 wrong type, SF006 the
+experiment function raised; SF007 (a warning) a file named like another module.
 """
 
 from __future__ import annotations
@@ -22,8 +25,12 @@ from types import ModuleType
 from typing import Any
 
 from stagegraph.graph.experiment import Experiment
+from stagegraph.module_origins import elsewhere, found_in, modules_in
 
 DEFAULT_ATTRIBUTE = "experiment"
+#: The experiments' folders loading added to ``sys.path``: a module in one of them is not
+#: another module an experiment file could be confused with (SF007), only an earlier experiment.
+_FOLDERS: set[Path] = set()
 
 
 @dataclass(frozen=True)
@@ -36,6 +43,7 @@ class LoadProblem:
     file: str | None = None
     line: int | None = None
     column: int | None = None
+    severity: str = "error"
 
     @property
     def where(self) -> str:
@@ -43,15 +51,15 @@ class LoadProblem:
         return ":".join(str(p) for p in parts if p is not None)
 
     def __str__(self) -> str:
-        text = f"error[{self.code}] {self.where}: {self.message}"
+        text = f"{self.severity}[{self.code}] {self.where}: {self.message}"
         return f"{text}\n  hint: {self.hint}" if self.hint else text
 
     def to_json(self) -> dict[str, Any]:
         """The shape of ``validate --format json``'s items, with a file location instead of a
         plan location."""
-        return {"code": self.code, "severity": "error",
+        return {"code": self.code, "severity": self.severity,
                 "location": {"file": self.file, "line": self.line, "column": self.column},
-                "message": self.message, "hint": self.hint, "default_level": "error"}
+                "message": self.message, "hint": self.hint, "default_level": self.severity}
 
 
 class LoadError(Exception):
@@ -81,7 +89,7 @@ def load_experiment(spec: str) -> Experiment:
 
 
 def load_module(path: str) -> ModuleType:
-    """Import ``path`` as the module named after its stem, its folder first on ``sys.path``."""
+    """Import ``path`` as the module named after its stem, its folder last on ``sys.path``."""
     file = Path(path)
     if not file.is_file():
         message = (f"{path!r} is a folder, not an experiment file" if file.is_dir()
@@ -95,15 +103,18 @@ def load_module(path: str) -> ModuleType:
             "EXP is a .py file that defines `experiment` (or FILE.py:NAME)", file=path))
     folder = str(file.resolve().parent)
     if folder not in sys.path:
-        sys.path.insert(0, folder)
+        # Last, not first: a neighbour named like a standard module must not replace it.
+        sys.path.append(folder)
+        _FOLDERS.add(Path(folder))
     spec = importlib.util.spec_from_file_location(file.stem, file)
     if spec is None or spec.loader is None:
         raise LoadError(LoadProblem("SF001", f"{path!r} cannot be imported as Python",
                                     "name a .py file that defines the experiment", file=path))
     module = importlib.util.module_from_spec(spec)
     # Registered so that classes defined in the file pickle and resolve by their module name;
-    # a stem that shadows an imported module (json.py) is left out of sys.modules.
-    registered = file.stem not in sys.modules or _is_file_module(sys.modules[file.stem], file)
+    # a stem that names another module (json.py, concurrent.py) is left out of sys.modules.
+    registered = (_is_file_module(sys.modules[file.stem], file) if file.stem in sys.modules
+                  else elsewhere(file.stem, file.resolve().parent, _FOLDERS) is None)
     if registered:
         sys.modules[file.stem] = module
     try:
@@ -115,6 +126,40 @@ def load_module(path: str) -> ModuleType:
             raise
         raise LoadError(_execution_problem(err, path)) from err
     return module
+
+
+def shadowing(path: str) -> list[LoadProblem]:
+    """SF007 warnings for the experiment file and the modules next to it named like a module of
+    the standard library or of an installed package.
+
+    That module hides such a file, since the folder is last on ``sys.path``; or, when the folder
+    comes earlier (the current directory under ``python -m``), the file replaces it everywhere,
+    stagegraph and torch included. Either way an import of that name is not what it looks like.
+    """
+    file = Path(path)
+    folder = file.resolve().parent
+    found = []
+    for name, entry in modules_in(folder):
+        other = elsewhere(name, folder, _FOLDERS)
+        if other is None:
+            continue
+        itself = entry.resolve() == file.resolve()
+        if itself:
+            what = f"the experiment file {entry.name}"
+            effect = (f"so it is not registered as module {name!r} (classes it defines cannot "
+                      "be found by their module name)")
+        elif found_in(name, folder):
+            what = f"{entry.name} next to the experiment file"
+            effect = (f"and replaces it for every `import {name}`, inside stagegraph and torch "
+                      "too, because its folder comes first on sys.path")
+        else:
+            what = f"{entry.name} next to the experiment file"
+            effect = f"which `import {name}` finds first: this file is never imported by it"
+        found.append(LoadProblem(
+            "SF007", f"{what} is named like {other}, {effect}",
+            f"rename {entry.name} (e.g. to my_{entry.name}) and the imports of it",
+            file=str(file.parent / entry.name), severity="warning"))
+    return found
 
 
 def _is_file_module(module: ModuleType, file: Path) -> bool:

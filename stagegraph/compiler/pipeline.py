@@ -14,6 +14,7 @@ from stagegraph.compiler.dispatch import dispatch
 from stagegraph.compiler.levels import lint_levels
 from stagegraph.compiler.metrics import metric_flow
 from stagegraph.compiler.migration import migration
+from stagegraph.compiler.names import names
 from stagegraph.compiler.order import callback_order
 from stagegraph.compiler.plan import ExecutionPlan, with_hash
 from stagegraph.compiler.rank import rank_filter
@@ -36,6 +37,7 @@ def passes(*, verbose: bool = True) -> list[tuple[str, Pass]]:
         ("rank_filter", rank_filter),
         ("dispatch", dispatch),
         ("checks", checks),
+        ("names", names),
         ("lint_levels", lint_levels),
     ]
 

@@ -88,6 +88,10 @@ RULES: dict[str, Rule] = _rules(
     Rule("SF006", "error", "the experiment function raised",
          "Fix the error the function raised; it must return a stagegraph.Experiment.",
          fixed=True),
+    Rule("SF007", "warning", "a file next to the experiment is named like a standard-library or "
+         "installed module",
+         "Rename the file (concurrent.py to my_concurrent.py) and the imports of it.",
+         fixed=True),
     # The schema.
     Rule("SF100", "error", "compile() was not given an Experiment",
          "Build a stagegraph.Experiment('name', model=...), add stages with add_stage(...) and "
@@ -188,6 +192,12 @@ RULES: dict[str, Rule] = _rules(
          "accuracy-like metrics, True for losses and errors."),
     Rule("SF517", "warning", "a callback's code accesses a key its declarations contradict",
          "Make the declarations say what the code does (reads= / writes=), or change the code."),
+    Rule("SF519", "error", "a stage, loader or callback name is not a safe, portable file name",
+         "Rename it (the hint suggests a name): no '/', '\\', '..', control characters or "
+         "characters Windows refuses, at most 200 bytes, no leading or trailing space or dot."),
+    Rule("SF520", "error", "two stages, or two loaders of a stage, differ only in case",
+         "Rename one of them: on a case-insensitive file system (macOS, Windows) their files "
+         "would be the same."),
     Rule("SF521", "error", "code reads a batch metric or output in on_batch_start, before the "
          "batch writes it",
          "Read it in on_batch_end: the compiler then orders the callback after what writes it."),

@@ -8,6 +8,7 @@ loop does no lookups, sorting or filtering. See docs/runtime.md for the semantic
 from __future__ import annotations
 
 import contextlib
+import warnings
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -23,7 +24,7 @@ from stagegraph.runtime.binding import Hook, StageBinding, bind
 from stagegraph.runtime.components import ComponentBuilder
 from stagegraph.runtime.device import batch_mover, batch_size, resolve_device
 from stagegraph.runtime.distributed import Distributed
-from stagegraph.runtime.errors import RunError
+from stagegraph.runtime.errors import RunError, StagegraphWarning
 from stagegraph.runtime.faults import explain
 from stagegraph.runtime.loop import describe, loader_batch_size, loader_len, place, set_train_mode
 from stagegraph.runtime.precision import make_scaler, precision_step
@@ -176,6 +177,11 @@ class Runner(RunnerState):
                                     CHECK_RUN_BATCHES if self.is_check_run else None)
         with torch.set_grad_enabled(self.is_train_loader):
             self._run_batches(batches)
+        if self.loader_batch_step == 0 and self.is_train_loader:
+            warnings.warn(StagegraphWarning(
+                f"stage {self.stage_name!r}, epoch {self.epoch}: the train loader {name!r} "
+                "yielded no batch, so nothing was trained in this epoch (an empty dataset, or "
+                "drop_last=True with fewer samples than batch_size?)"), stacklevel=2)
         self._depth = _LOADER
         self._fire("on_loader_end", self._table("on_loader_end"))
 

@@ -8,10 +8,10 @@ import sys
 from pathlib import Path
 
 import pytest
-from cli_helpers import FIXTURES, VALID, cli, line_of
+from cli_helpers import FIXTURES, VALID, cli, command, line_of
 
 import stagegraph as sg
-from stagegraph.loading import LoadError, load_experiment, split_spec
+from stagegraph.loading import LoadError, load_experiment, shadowing, split_spec
 
 
 def problem(spec: str) -> LoadError:
@@ -168,3 +168,94 @@ def test_traceback_flag_shows_the_original_traceback(capsys: pytest.CaptureFixtu
     result = cli(capsys, "validate", str(FIXTURES / "exp_raises.py"), "--traceback")
     assert result.code == 1
     assert "Traceback" in result.err and "ValueError: no config named 'digits'" in result.err
+
+
+# --- a neighbour named like a standard module (SF007) ---------------------------------------
+NEIGHBOUR = 'raise RuntimeError("the neighbour {name}.py was imported instead of {name}")\n'
+
+
+def shadowed_folder(tmp_path: Path) -> Path:
+    """An experiment folder with a `concurrent.py` (imported by torch, not yet by stagegraph)
+    and a `json.py` (imported by the experiment) that fail if they are ever imported."""
+    folder = tmp_path / "exp"
+    folder.mkdir()
+    for name in ("concurrent", "json"):
+        (folder / f"{name}.py").write_text(NEIGHBOUR.format(name=name))
+    (folder / "sg_helpers_ok.py").write_text("SEED = 3\n")  # an ordinary neighbour still imports
+    future = "from __future__ import annotations\n"
+    tiny = (FIXTURES / "exp_tiny_run.py").read_text().replace(future, future + (
+        "import concurrent.futures\nimport json\n\nfrom sg_helpers_ok import SEED\n\n"
+        "assert concurrent.futures.ThreadPoolExecutor and json.dumps([SEED]) == '[3]'\n"))
+    (folder / "sg_shadowed.py").write_text(tiny)
+    return folder
+
+
+def test_neighbours_named_like_standard_modules_are_named_and_never_imported(
+        capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    folder = shadowed_folder(tmp_path)
+    exp = str(folder / "sg_shadowed.py")
+    result = command("validate", exp, cwd=tmp_path)
+    assert result.code == 0, result.text
+    lines = result.out.splitlines()
+    assert lines[0] == (
+        f"warning[SF007] {folder / 'concurrent.py'}: concurrent.py next to the experiment file "
+        "is named like the standard library's module 'concurrent', which `import concurrent` "
+        "finds first: this file is never imported by it")
+    assert lines[1] == ("  hint: rename concurrent.py (e.g. to my_concurrent.py) and the imports "
+                        "of it")
+    assert lines[2].startswith(f"warning[SF007] {folder / 'json.py'}: json.py next to")
+    assert lines[-1].startswith("experiment 'tiny' is valid: 0 error(s), 2 warning(s)")
+    ran = command("run", exp, "--quiet", "--check", "--device", "cpu", cwd=tmp_path)
+    assert ran.code == 0, ran.text  # torch imported the real concurrent.futures
+    assert "warning[SF007]" in ran.err and "running: experiment 'tiny' is valid" in ran.err
+    # In this process too (its json and concurrent are the real ones already):
+    assert cli(capsys, "validate", exp, "--strict").code == 1
+    items = json.loads(cli(capsys, "validate", exp, "--format", "json").out)
+    assert [(i["code"], i["severity"], Path(i["location"]["file"]).name) for i in items] == [
+        ("SF007", "warning", "concurrent.py"), ("SF007", "warning", "json.py")]
+
+
+def test_a_neighbour_first_on_sys_path_is_said_to_replace_the_module(tmp_path: Path) -> None:
+    # `python -m` from the folder puts it first: the neighbour then replaces the module.
+    (tmp_path / "tabnanny.py").write_text(NEIGHBOUR.format(name="tabnanny"))
+    assert "tabnanny" not in sys.modules
+    sys.path.insert(0, str(tmp_path))
+    try:
+        (found,) = shadowing(str(tmp_path / "sg_any.py"))
+    finally:
+        sys.path.remove(str(tmp_path))
+    assert found.message == (
+        "tabnanny.py next to the experiment file is named like the standard library's module "
+        "'tabnanny', and replaces it for every `import tabnanny`, inside stagegraph and torch "
+        "too, because its folder comes first on sys.path")
+    assert found.file == str(tmp_path / "tabnanny.py") and found.severity == "warning"
+
+
+def test_a_neighbour_named_like_an_installed_package_is_named(tmp_path: Path) -> None:
+    (tmp_path / "networkx.py").write_text("")  # stagegraph's own dependency
+    (tmp_path / "sg_unique_helper.py").write_text("")
+    (found,) = shadowing(str(tmp_path / "sg_any.py"))
+    assert found.message.startswith("networkx.py next to the experiment file is named like the "
+                                    "installed module 'networkx' (")
+
+
+def test_an_experiment_file_named_like_a_module_is_not_registered_under_its_name(
+        tmp_path: Path) -> None:
+    path = tmp_path / "json.py"
+    path.write_text("import stagegraph as sg\nexperiment = sg.Experiment('named-json')\n")
+    import json as real
+
+    assert load_experiment(str(path)).name == "named-json"
+    assert sys.modules["json"] is real
+    (warning,) = shadowing(str(path))
+    assert warning.message.startswith(
+        "the experiment file json.py is named like the standard library's module 'json', so it "
+        "is not registered as module 'json'")
+
+
+def test_the_files_folder_goes_last_on_sys_path(tmp_path: Path) -> None:
+    exp = tmp_path / "sg_last_on_path.py"
+    exp.write_text("import stagegraph as sg\nexperiment = sg.Experiment('x')\n")
+    load_experiment(str(exp))
+    assert sys.path[-1] == str(tmp_path)
+    sys.path.remove(str(tmp_path))

@@ -91,3 +91,28 @@ def test_a_catalyst_style_callback_validates_plans_and_runs(
         ("experiment", "master", "declared"), ("experiment", "master", "migrated")]
     result = cli(capsys, "run", spec, "--quiet", "--device", "cpu", "--logdir", str(tmp_path / "r"))
     assert result.code == 0, result.err
+
+
+def test_a_stage_named_to_escape_the_logdir_fails_validate_and_run_writes_nothing(
+        capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    logdir = tmp_path / "a" / "b" / "run"
+    exp = f"{TINY}:escaping"
+    result = cli(capsys, "validate", exp, "--logdir", str(logdir))
+    assert result.code == 1
+    assert result.out.startswith("error[SF519] stage '../../x': the stage name '../../x' is not a "
+                                 "safe file name: it contains '/' (a path separator)")
+    assert "  hint: rename the stage, e.g. 'x'" in result.out
+    result = cli(capsys, "run", exp, "--device", "cpu", "--logdir", str(logdir))
+    assert result.code == 1 and "not running: experiment 'tiny' has errors" in result.err
+    assert "epoch" not in result.out
+    assert list(tmp_path.rglob("*")) == []  # nothing ran: no logdir, nothing beside it
+
+
+def test_a_train_loader_that_yields_no_batch_is_warned_about(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    result = cli(capsys, "run", f"{TINY}:empty_train", "--quiet", "--device", "cpu")
+    assert result.code == 0, result.err
+    assert result.err.splitlines() == [
+        f"warning: stage 'train', epoch {epoch}: the train loader 'train' yielded no batch, so "
+        "nothing was trained in this epoch (an empty dataset, or drop_last=True with fewer "
+        "samples than batch_size?)" for epoch in (1, 2)]

@@ -4,7 +4,8 @@ package is in it, is reported at its default level, and the docs state that leve
 The package's source is read with `ast`: every call that passes a literal ``"SF###"`` code (as
 the first argument or ``code=``) is a report, and its severity is read from the call —
 ``diags.error/warning/info(...)``, a ``Severity.X`` argument (``Diagnostics.add``,
-``Diagnostic(...)``), a ``*warn(...)`` helper (warning), ``LoadProblem(...)`` (always an error).
+``Diagnostic(...)``), a ``*warn(...)`` helper (warning), ``LoadProblem(...)`` (an error unless
+its ``severity=`` says otherwise).
 """
 
 from __future__ import annotations
@@ -63,8 +64,9 @@ def severity_of(call: ast.Call) -> str | None:
             return value.attr
     if name.endswith("warn"):
         return "warning"
-    if name == "LoadProblem":
-        return "error"
+    if name == "LoadProblem":  # an error unless it says severity="warning"
+        return next((k.value.value for k in call.keywords if k.arg == "severity"
+                     and isinstance(k.value, ast.Constant)), "error")
     return None
 
 
