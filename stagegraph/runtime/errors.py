@@ -61,6 +61,10 @@ class ResumeError(PlanError):
     """
 
 
+class CheckpointFileError(StagegraphRuntimeError):
+    """A checkpoint file the run reads back is missing, or is not the file it wrote."""
+
+
 class BatchError(StagegraphRuntimeError):
     """A loader yielded a batch the runtime cannot measure or move."""
 

@@ -99,7 +99,7 @@ def test_a_flipped_byte_in_the_best_file_is_detected(tmp_path: Path) -> None:
         sg.Runner(plan(experiment(), tmp_path), resume=True)
     (diagnostic,) = info.value.diagnostics
     assert diagnostic.code == "SF603"
-    assert "epoch-000004.pth it needs checkpoints/b.best.pth, which is damaged: its sha256 " \
+    assert "epoch-000004.pth needs checkpoints/b.best.pth, which is damaged: its sha256 " \
            "checksum does not match" in diagnostic.message
 
 
@@ -111,7 +111,8 @@ def test_a_damaged_best_file_falls_back_to_a_checkpoint_before_it(
     flip(tmp_path / "checkpoints" / "b.best.pth")
     resumed, seen = caught(tmp_path, resume=True)
     assert resumed.resumed_from.name == "epoch-000002.pth"
-    assert len(seen) == 1 and "epoch-000003.pth: it needs checkpoints/b.best.pth, which is damaged" in seen[0]
+    assert len(seen) == 1
+    assert "epoch-000003.pth: it needs checkpoints/b.best.pth, which is damaged" in seen[0]
     assert_same(whole, outcome(resumed))
 
 
@@ -136,9 +137,42 @@ def test_where_files_cannot_be_linked_they_are_copied(
     best = tmp_path / "checkpoints" / "b.best.pth"
     flip(best)  # the copy kept with the checkpoint is another file: it is intact
     resumed, seen = caught(tmp_path, resume=True)
-    assert seen == [f"{best} is damaged (its sha256 checksum does not match the checkpoint's); "
-                    "restored from the copy kept with checkpoint epoch-000004.pth"]
+    assert seen == [f"{best} is damaged: its sha256 checksum does not match; restored from "
+                    "the copy kept with checkpoint epoch-000004.pth"]
     assert_same(whole, outcome(resumed))
+
+
+class Meddle(sg.Callback):
+    """Changes the stage's best file behind the checkpoint callback's back."""
+
+    def __init__(self, how: str) -> None:
+        super().__init__()
+        self.how = how
+
+    def on_epoch_start(self, runner: Any) -> None:
+        best = Path(runner.logdir) / "checkpoints" / f"{runner.stage_name}.best.pth"
+        if runner.epoch == 2:
+            if self.how == "delete":
+                best.unlink()
+            else:
+                flip(best)
+
+
+@pytest.mark.parametrize("how", ["delete", "flip"])
+def test_a_best_file_changed_during_the_stage_fails_the_run_naming_it(
+        tmp_path: Path, how: str) -> None:
+    exp = experiment()
+    exp.stages[1].callbacks["meddle"] = Meddle(how)
+    with pytest.raises(RunError) as info:
+        sg.Runner(plan(exp, tmp_path)).run()
+    best = tmp_path / "checkpoints" / "b.best.pth"
+    problem = "is missing" if how == "delete" else (
+        "changed since this stage saved it (its sha256 checksum does not match)")
+    assert str(info.value.__cause__) == (
+        f"{best}, the best weights of stage 'b', {problem}, so load_best_on_stage_end cannot "
+        "load them; put the file back, or resume the run from its last checkpoint (--resume), "
+        "which keeps a copy of it")
+    assert "callback 'checkpoint' (on_stage_end)" in str(info.value)
 
 
 def test_a_stage_without_a_best_epoch_keeps_its_last_weights_and_says_so(tmp_path: Path) -> None:
@@ -178,9 +212,11 @@ def test_one_serialisation_gives_every_file_of_an_epoch(
     assert saves == ["stagegraph.checkpoint/1", "stagegraph.resume/2"] * 3 + [
         "stagegraph.checkpoint/1"]  # the exception file
     folder = tmp_path / "checkpoints"
+    raw = torch.load(folder / "resume" / "epoch-000003.pth", weights_only=True)
+    assert set(raw) == {"format", "callbacks", "resume", "state", "files"}
+    assert list(raw["callbacks"]) == ["checkpoint"]  # the only one that ran after the state
     data = load_checkpoint(folder / "resume" / "epoch-000003.pth")
-    state = folder / "resume" / data["state"]["file"]
-    inode = state.stat().st_ino
+    inode = (folder / "resume" / raw["state"]["file"]).stat().st_ino
     assert {(folder / n).stat().st_ino for n in ("b.last.pth", "b.best.pth", "b.epoch1.pth")} == {
         inode}
     assert data["counters"]["global_epoch"] == 3 and data["callbacks"]["checkpoint"]["top"]
