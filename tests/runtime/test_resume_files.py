@@ -191,6 +191,39 @@ def test_a_stage_without_a_best_epoch_keeps_its_last_weights_and_says_so(tmp_pat
     assert not (tmp_path / "checkpoints" / "b.best.pth").exists()
 
 
+class Notes(sg.Callback):
+    """Writes a file in its stage's first epoch and reads it back when the stage ends."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.read = ""
+
+    def on_epoch_end(self, runner: Any) -> None:
+        if runner.epoch == 1:
+            (Path(runner.logdir) / "notes.txt").write_text(f"after {runner.global_epoch}")
+
+    def on_stage_end(self, runner: Any) -> None:
+        self.read = (Path(runner.logdir) / "notes.txt").read_text()
+
+    def resume_files(self) -> dict[str, Path]:
+        return {"notes.txt": Path("notes.txt")}
+
+
+def test_a_callback_names_the_files_it_reads_back_and_they_come_along(tmp_path: Path) -> None:
+    def noting(point: tuple[str, Any] | None = None) -> sg.Experiment:
+        exp = experiment(point)
+        exp.stages[1].callbacks["notes"] = Notes()
+        exp.lints = {"SF517": "allow"}
+        return exp
+
+    assert run(tmp_path / "old", exp=noting(("epoch", 4))) is None
+    data = load_checkpoint(tmp_path / "old" / "checkpoints" / "resume" / "epoch-000003.pth")
+    assert sorted(data["files"]) == ["checkpoints/b.best.pth", "notes.txt"]
+    exp = noting()
+    sg.Runner(plan(exp, tmp_path / "new"), resume=str(tmp_path / "old")).run()
+    assert exp.stages[1].callbacks["notes"].read == "after 3"
+
+
 # --- one serialisation per epoch end ----------------------------------------------------------
 def count_saves(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     saves: list[str] = []

@@ -7,9 +7,9 @@ state of every callback of the stage by name) plus what only resuming needs — 
 the loaders' private generators, the experiment-level model when the stage trains a model of its
 own, and the state of experiment-scoped callbacks that sit this stage out but come back later.
 
-When the checkpoint callback has serialised that same data this epoch (see
-`ResumeSession.epoch_end` for when that is certain), the snapshot holds only the state of the
-callbacks that ran since, and the resume-only part: the rest comes from the callback's file.
+When the checkpoint callback has serialised that same data this epoch (`serialised_state` says
+when that is certain), the snapshot holds only the state of the callbacks that ran since, and the
+resume-only part: the rest comes from the callback's file, kept beside the checkpoint.
 """
 
 from __future__ import annotations
