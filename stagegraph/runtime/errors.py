@@ -70,6 +70,10 @@ class LogdirError(StagegraphRuntimeError):
         super().__init__(f"{message}\n  hint: {hint}" if hint else message)
 
 
+class CheckpointFileError(StagegraphRuntimeError):
+    """A checkpoint file the run reads back is missing, or is not the file it wrote."""
+
+
 class BatchError(StagegraphRuntimeError):
     """A loader yielded a batch the runtime cannot measure or move."""
 

@@ -96,15 +96,21 @@ class _Recorder(sg.Callback):
 def test_layout_index_and_the_previous_checkpoint_kept(tmp_path: Path) -> None:
     run(tmp_path)
     folder = resume_dir(tmp_path)
-    assert sorted(p.name for p in folder.iterdir()) == [
-        "epoch-000005.pth", "epoch-000006.pth", "finished.json", INDEX]
     index = json.loads((folder / INDEX).read_text())
     assert index["latest"] == "epoch-000006.pth"
     assert [e["file"] for e in index["checkpoints"]] == ["epoch-000006.pth", "epoch-000005.pth"]
+    blobs = sorted({b for e in index["checkpoints"] for b in e["blobs"]})
+    assert sorted(p.name for p in folder.iterdir()) == [
+        *blobs, "epoch-000005.pth", "epoch-000006.pth", "finished.json", INDEX]
     entry = index["checkpoints"][0]
     assert entry["bytes"] == (folder / "epoch-000006.pth").stat().st_size
     assert (entry["stage"], entry["epoch"], entry["global_epoch"]) == ("c", 2, 6)
-    data = torch.load(folder / "epoch-000006.pth", weights_only=True)
+    raw = torch.load(folder / "epoch-000006.pth", weights_only=True)
+    state = torch.load(folder / raw["state"]["file"], weights_only=True)  # c.last.pth, linked
+    assert (folder / raw["state"]["file"]).samefile(tmp_path / "checkpoints" / "c.last.pth")
+    assert list(raw["files"]) == ["checkpoints/c.best.pth"]
+    assert set(state["model"]) == {"0.weight", "0.bias", "2.weight", "2.bias"}
+    data = load_checkpoint(folder / "epoch-000006.pth")
     assert data["format"] == RESUME_FORMAT and data["stage"] == "c"
     assert set(data["resume"]) == {"stage", "epoch", "stage_done", "is_best_valid", "check",
                                    "plan", "rng", "loaders", "shared_model", "carried"}

@@ -147,8 +147,10 @@ def test_killed_in_the_late_stages_resumes_bit_exactly(tmp_path: Path) -> None:
     flipped = err(tmp_path, 7)
     assert "checksum does not match" in flipped and "epoch-000008.pth: stage 'finetune'" in flipped
     resume = run / "checkpoints" / "resume"
+    index = json.loads((resume / "latest.json").read_text())
+    blobs = sorted({b for entry in index["checkpoints"] for b in entry["blobs"]})
     assert sorted(p.name for p in resume.iterdir()) == [  # damaged files set aside
-        "epoch-000008.pth", "epoch-000008.pth.corrupt", "epoch-000009.pth",
+        *blobs, "epoch-000008.pth", "epoch-000008.pth.corrupt", "epoch-000009.pth",
         "epoch-000009.pth.corrupt", "finished.json", "latest.json"]
     assert_same_result(ref, run)
 

@@ -12,12 +12,14 @@ import torch
 from stagegraph.graph.callback import Callback
 from stagegraph.graph.enums import CallbackNode, CallbackOrder
 from stagegraph.runtime.callbacks.files import (
-    atomic_write,
+    FileRecord,
     load_state_into,
+    mismatch,
     plain,
+    save_file,
     state_of,
-    torch_bytes,
 )
+from stagegraph.runtime.errors import CheckpointFileError
 
 FORMAT = "stagegraph.checkpoint/1"
 
@@ -61,8 +63,12 @@ class CheckpointCallback(Callback):
     with the same prefix in a stage are an error. Each file is written atomically
     (temporary file in the same folder, fsync, ``os.replace``) and loads with
     ``torch.load(path, weights_only=True)``; see :func:`checkpoint_data` for its content. The
-    model is unwrapped from DDP before saving. With ``load_best_on_stage_end=True`` the best
-    weights are loaded back into the model when the stage ends.
+    model is unwrapped from DDP before saving. The files of one epoch hold the same data: it is
+    serialised once, into the first of them (``best``, else ``last``), and the others are hard
+    links to it (copies where the file system has no links). With
+    ``load_best_on_stage_end=True`` the best weights are loaded back into the model when the
+    stage ends, after checking that the file is the one saved (its size and sha256, which
+    resume checkpoints hold too, with a copy of the file: see docs/checkpoints.md).
 
     Without a logdir no file is written (a warning says so); the best weights are then kept in
     memory, so ``load_best_on_stage_end`` still works.
@@ -88,13 +94,18 @@ class CheckpointCallback(Callback):
         self.prefix = prefix
         self.folder: Path | None = None
         self.top: list[tuple[float, int, str]] = []  # (score, epoch, file name), best first
+        #: The best file of the stage as written: (name, bytes, sha256); ``None`` before one.
+        self.best: tuple[str, int, str] | None = None
+        #: This epoch's serialisation, for the resume checkpoint: (global epoch, the file).
+        self.saved: tuple[int, FileRecord] | None = None
         self._restored = False
         self._best_in_memory: Any = None
 
     def on_stage_start(self, runner: Any) -> None:
         self._best_in_memory = None
+        self.saved = None
         if not self._restored:
-            self.top = []
+            self.top, self.best = [], None
         self._restored = False
         if runner.logdir is None:
             self.folder = None
@@ -110,27 +121,63 @@ class CheckpointCallback(Callback):
             if self.load_best_on_stage_end and runner.is_best_valid:
                 self._best_in_memory = _cloned(state_of(runner.model))
             return
-        data = torch_bytes(checkpoint_data(runner))
         stage = f"{self.prefix}{runner.stage_name}"
-        self._write(f"{stage}.last.pth", data)
-        if runner.is_best_valid:
-            self._write(f"{stage}.best.pth", data)
+        names = [f"{stage}.best.pth"] if runner.is_best_valid else []
+        names.append(f"{stage}.last.pth")
         score = runner.valid_metrics.get(runner.main_metric)
+        top: list[tuple[float, int, str]] = self.top
+        dropped: list[str] = []
         if self.save_n_best and score is not None and math.isfinite(float(score)):
-            self._keep_if_top(float(score), runner, data)
+            top, dropped, kept = self._rank(float(score), runner)
+            if kept:
+                names.append(kept)
+        # Serialised before this epoch changes the ranking, so the files hold the state as of
+        # the callbacks that ran before this one.
+        record = save_file(checkpoint_data(runner), *(self._path(name) for name in names))
+        self.saved = (int(runner.global_epoch), record)
+        if runner.is_best_valid:
+            self.best = (names[0], record.bytes, record.sha256)
+        for old in dropped:
+            self._path(old).unlink(missing_ok=True)
+        self.top = top
 
     def on_stage_end(self, runner: Any) -> None:
         if self.folder is not None:  # the stage completed: a failure it had is behind it
             self._path(f"{self.prefix}{runner.stage_name}.exception.pth").unlink(missing_ok=True)
+        self.saved = None
         if not self.load_best_on_stage_end:
             return
         if self.folder is None:
             load_state_into(runner.model, self._best_in_memory)
             return
-        best = self.folder / f"{self.prefix}{runner.stage_name}.best.pth"
-        if best.exists():
-            state = torch.load(best, map_location="cpu", weights_only=True)
-            load_state_into(runner.model, state["model"])
+        if self.best is None:
+            warnings.warn(f"CheckpointCallback: stage {runner.stage_name!r} had no best epoch (no "
+                          f"epoch's valid metric {runner.main_metric!r} was finite and better "
+                          "than the ones before), so load_best_on_stage_end loads nothing: the "
+                          "model keeps the weights of its last epoch", stacklevel=2)
+            return
+        name, size, sha256 = self.best
+        path = self._path(name)
+        problem = mismatch(path, size, sha256)
+        if problem is not None:
+            if problem.startswith("is damaged: "):
+                problem = f"changed since this stage saved it ({problem[12:]})"
+            raise CheckpointFileError(
+                f"{path}, the best weights of stage {runner.stage_name!r}, {problem}, "
+                "so load_best_on_stage_end cannot load them; put the file back, or resume the "
+                "run from its last checkpoint (--resume), which keeps a copy of it")
+        state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+        load_state_into(runner.model, state["model"])
+
+    def resume_files(self) -> dict[str, FileRecord]:
+        """The files a later epoch reads back, by path relative to the logdir: the best weights.
+
+        A resume checkpoint keeps a copy of each and verifies it before resuming.
+        """
+        if self.folder is None or self.best is None:
+            return {}
+        name, size, sha256 = self.best
+        return {f"{self.folder.name}/{name}": FileRecord(self._path(name), size, sha256)}
 
     def on_exception(self, runner: Any) -> None:
         # Never mask the original error: a failure here is reported as a warning.
@@ -141,37 +188,37 @@ class CheckpointCallback(Callback):
             folder.mkdir(parents=True, exist_ok=True)
             data = checkpoint_data(runner)
             data["exception"] = repr(runner.exception)
-            atomic_write(folder / f"{self.prefix}{runner.stage_name}.exception.pth",
-                         torch_bytes(data))
+            save_file(data, folder / f"{self.prefix}{runner.stage_name}.exception.pth")
         except Exception as err:
             warnings.warn(f"could not write the exception checkpoint: {err!r}", stacklevel=2)
 
-    def _keep_if_top(self, score: float, runner: Any, data: bytes) -> None:
+    def _rank(self, score: float, runner: Any
+              ) -> tuple[list[tuple[float, int, str]], list[str], str | None]:
+        """The ranking with this epoch, the files it drops, this epoch's file if it is kept."""
         sign = 1.0 if runner.minimize_metric else -1.0
         name = f"{self.prefix}{runner.stage_name}.epoch{runner.epoch}.pth"
         ranked = sorted([*self.top, (score, runner.epoch, name)],
                         key=lambda item: (sign * item[0], item[1]))
         kept, dropped = ranked[: self.save_n_best], ranked[self.save_n_best:]
-        if any(item[2] == name for item in kept):
-            self._write(name, data)
-        for _, _, old in dropped:
-            if old != name:
-                self._path(old).unlink(missing_ok=True)
-        self.top = kept
+        return (kept, [old for _, _, old in dropped if old != name],
+                name if any(item[2] == name for item in kept) else None)
 
     def _path(self, name: str) -> Path:
         assert self.folder is not None, "on_stage_start sets the folder"
         return self.folder / name
 
-    def _write(self, name: str, data: bytes) -> None:
-        atomic_write(self._path(name), data)
-
     def state_dict(self) -> dict[str, Any]:
-        return {"top": [list(item) for item in self.top]}
+        best = self.best
+        return {"top": [list(item) for item in self.top],
+                "best": None if best is None else {"file": best[0], "bytes": best[1],
+                                                   "sha256": best[2]}}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Restore the ranking of epoch files; the next ``on_stage_start`` keeps it."""
+        """Restore the ranking of epoch files and the best file; ``on_stage_start`` keeps them."""
         self.top = [(float(s), int(e), str(n)) for s, e, n in state.get("top", [])]
+        best = state.get("best")
+        self.best = (None if best is None else
+                     (str(best["file"]), int(best["bytes"]), str(best["sha256"])))
         self._restored = True
 
     def __repr__(self) -> str:

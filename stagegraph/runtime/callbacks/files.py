@@ -3,29 +3,39 @@
 from __future__ import annotations
 
 import enum
+import hashlib
 import io
 import os
 import secrets
 import warnings
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import torch
 
+#: Bytes read at a time when a file is hashed or copied: memory stays flat whatever its size.
+CHUNK = 1 << 20
 
-def atomic_write(path: str | os.PathLike[str], data: bytes) -> None:
+
+def atomic_write(path: str | os.PathLike[str], data: bytes | Callable[[IO[bytes]], None]
+                 ) -> None:
     """Write ``data`` to ``path`` so that readers see the old file or the new one, never half.
 
     The bytes go to a temporary file in the same folder, are flushed and ``fsync``-ed, and the
     temporary file is renamed over ``path`` with ``os.replace`` (atomic on POSIX and Windows).
     The file gets the mode a plain ``open(path, "w")`` would: ``0o666`` less the umask.
+    ``data`` may be a function that writes into the open file instead (streaming, no copy).
     """
     target = Path(path)
     fd, tmp = _temporary(target)
     try:
         with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
+            if callable(data):
+                data(handle)
+            else:
+                handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, target)
@@ -65,6 +75,118 @@ def fsync_dir(folder: Path) -> None:
         pass
     finally:
         os.close(fd)
+
+
+@dataclass(frozen=True)
+class FileRecord:
+    """A file as it was written: where, its size and its sha256 (hex)."""
+
+    path: Path
+    bytes: int
+    sha256: str
+
+    def at(self, path: Path) -> FileRecord:
+        """The same content under another name (a hard link or a copy of it)."""
+        return FileRecord(path, self.bytes, self.sha256)
+
+
+class _Hashing:
+    """A write-only file that hashes and counts what passes through it."""
+
+    def __init__(self, handle: IO[bytes]) -> None:
+        self.handle, self.sha, self.size = handle, hashlib.sha256(), 0
+
+    def write(self, data: Any) -> int:
+        view = memoryview(data)
+        self.sha.update(view)
+        self.size += view.nbytes
+        return self.handle.write(view)
+
+    def flush(self) -> None:
+        self.handle.flush()
+
+
+def save_file(obj: Any, path: Path, *also: Path) -> FileRecord:
+    """``torch.save(obj)`` streamed into ``path`` atomically, hashed on the way; ``also`` get the
+    same file under their names (hard links, or copies where links are not possible).
+
+    One serialisation however many names: the first is written, the others link to it.
+    """
+    hashing: list[_Hashing] = []
+
+    def write(handle: IO[bytes]) -> None:
+        hashing.append(_Hashing(handle))
+        torch.save(obj, hashing[0])  # type: ignore[arg-type]  # write() is all it needs
+
+    atomic_write(path, write)
+    record = FileRecord(path, hashing[0].size, hashing[0].sha.hexdigest())
+    for other in also:
+        link_or_copy(path, other)
+    return record
+
+
+def link_or_copy(source: Path, target: Path) -> None:
+    """Give ``target`` the content of ``source``, atomically: a hard link when the file system
+    allows it (no bytes written), else a copy streamed in chunks and fsync-ed.
+
+    Files are never written in place afterwards (every write replaces the name), so a link is
+    as good as a copy as long as nobody edits the file in place.
+    """
+    if target.exists() and os.path.samefile(source, target):
+        return
+    temporary = target.with_name(f".{target.name}.{secrets.token_hex(4)}.tmp")
+    try:
+        os.link(source, temporary)
+    except OSError:  # no links here (FAT, some network file systems, another device)
+        atomic_write(target, lambda handle: _copy(source, handle))
+        return
+    try:
+        os.replace(temporary, target)
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise
+    fsync_dir(target.parent)
+
+
+def _copy(source: Path, handle: IO[bytes]) -> None:
+    with open(source, "rb") as reader:
+        while chunk := reader.read(CHUNK):
+            handle.write(chunk)
+
+
+def sha256_of(path: Path) -> str:
+    """The sha256 (hex) of a file, read in chunks: never the whole file in memory."""
+    sha = hashlib.sha256()
+    buffer = bytearray(CHUNK)
+    view = memoryview(buffer)
+    with open(path, "rb", buffering=0) as reader:
+        while count := reader.readinto(buffer):
+            sha.update(view[:count])
+    return sha.hexdigest()
+
+
+def record_of(path: Path) -> FileRecord:
+    """The record of a file as it is now (reads it once, in chunks)."""
+    return FileRecord(path, path.stat().st_size, sha256_of(path))
+
+
+def mismatch(path: Path, size: Any, sha256: Any) -> str | None:
+    """What is wrong with ``path`` if it is not the file of that size and sha256 (``"is
+    missing"``, ``"is damaged: ..."``), or ``None`` when it is that file.
+
+    The size is checked first, so a file of the wrong size is never read.
+    """
+    try:
+        actual = path.stat().st_size
+        if actual != size:
+            return f"is damaged: {actual} bytes, expected {size}"
+        if sha256_of(path) != sha256:
+            return "is damaged: its sha256 checksum does not match"
+    except FileNotFoundError:
+        return "is missing"
+    except OSError as err:
+        return f"cannot be read: {err.strerror or err}"
+    return None
 
 
 def torch_bytes(obj: Any) -> bytes:

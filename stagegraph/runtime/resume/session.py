@@ -6,7 +6,7 @@ from, skips damaged ones with a warning, and refuses a plan that changed since t
 
 - `ResumeSession.prepare` when the run starts, holding the logdir lock (tidies the checkpoint
   folder; a run from the beginning refuses an unfinished run or sets the old one aside, see
-  `logdir.py`);
+  `logdir.py`; puts back the files the checkpoint depends on, verified, into the logdir);
 - `ResumeSession.first_stage`: the stages before it are done and are skipped;
 - `ResumeSession.enter_stage` after the stage's components are built (restores counters and
   callback state, which ``on_stage_start`` keeps);
@@ -34,6 +34,7 @@ from stagegraph.compiler.diff import plan_changes
 from stagegraph.runtime.binding import StageBinding
 from stagegraph.runtime.callbacks.files import plain, unwrap
 from stagegraph.runtime.errors import ResumeError, ResumeWarning
+from stagegraph.runtime.resume.blobs import FileRecorder, restore_files
 from stagegraph.runtime.resume.logdir import (
     Logdir,
     entries_of,
@@ -41,7 +42,12 @@ from stagegraph.runtime.resume.logdir import (
     mark_finished,
     set_aside_root,
 )
-from stagegraph.runtime.resume.snapshot import restore_callbacks, restore_components, snapshot
+from stagegraph.runtime.resume.snapshot import (
+    restore_callbacks,
+    restore_components,
+    serialised_state,
+    snapshot,
+)
 from stagegraph.runtime.resume.store import (
     INDEX,
     CheckpointProblem,
@@ -73,6 +79,7 @@ class ResumeSession:
         self.last_written: Path | None = None
         self._bindings: tuple[StageBinding, ...] = ()
         self._restore_callbacks = self._restore_components = self.search is not None
+        self._recorder = FileRecorder()
 
     @property
     def resumed_from(self) -> Path | None:
@@ -113,6 +120,8 @@ class ResumeSession:
             self.first_stage = next(i for i, b in enumerate(bindings) if b.plan.name == stage)
         if self.store is not None:
             self._tidy(self.store)
+            if self.search is not None:
+                self._restore_files(self.store)
 
     def enter_stage(self, runner: Any) -> None:
         if not self._restore_callbacks:
@@ -132,6 +141,8 @@ class ResumeSession:
         saved_shared = self.data["resume"].get("shared_model") is not None
         restore_components(runner, self.data,
                            shared_model=self._shared_model(runner, saved_shared))
+        for key in ("model", "optimizer", "scheduler", "scaler"):  # the memory-mapped bulk
+            self.data.pop(key, None)
         if self.data["resume"]["stage_done"]:
             return 0
         return max(int(runner.num_epochs) - int(runner.epoch), 0)
@@ -139,19 +150,30 @@ class ResumeSession:
     def epoch_end(self, runner: Any) -> None:
         if self.store is None:
             return
-        data = snapshot(runner, shared_model=self._shared_model(runner, False),
-                        carried=self._carried(runner), check=self.check)
+        binding = next(b for b in self._bindings if b.plan.name == runner.stage_name)
+        shared = serialised_state(binding, runner.global_epoch)
+        carried = self._carried(runner)
+        data = snapshot(runner, shared_model=self._shared_model(runner, False), carried=carried,
+                        check=self.check, only_callbacks=None if shared is None else shared[1])
         summary = {"stage": runner.stage_name, "epoch": runner.epoch,
                    "global_epoch": runner.global_epoch}
-        self.last_written = self.store.write(data, runner.global_epoch, summary)
+        self.last_written = self.store.write(
+            data, runner.global_epoch, summary, state=None if shared is None else shared[0],
+            files=self._files(runner, carried))
         self._written()
+
+    def _files(self, runner: Any, carried: dict[str, Any]) -> Any:
+        """The logdir files this checkpoint depends on (the best weights...), to keep as blobs."""
+        return self._recorder.files([*(runner.callbacks or {}).values(), *carried.values()],
+                                    Path(runner.logdir))
 
     def write_position(self, runner: Any, position: dict[str, Any]) -> Path | None:
         """A mid-epoch checkpoint at the batch boundary ``position`` describes."""
         if self.store is None:
             return None
+        carried = self._carried(runner)
         data = snapshot(runner, shared_model=self._shared_model(runner, False),
-                        carried=self._carried(runner), check=self.check)
+                        carried=carried, check=self.check)
         data["resume"]["stage_done"] = False
         data["resume"]["position"] = plain(position, "mid-epoch resume checkpoint")
         summary = {"stage": runner.stage_name, "epoch": runner.epoch,
@@ -159,7 +181,8 @@ class ResumeSession:
                    "loader_batch_step": runner.loader_batch_step,
                    "global_batch_step": runner.global_batch_step}
         self.last_written = self.store.write(data, runner.global_epoch, summary,
-                                             step=runner.global_batch_step)
+                                             step=runner.global_batch_step,
+                                             files=self._files(runner, carried))
         self._written()
         return self.last_written
 
@@ -173,6 +196,16 @@ class ResumeSession:
             return
         mark_finished(self.store)
         self.logdir.durable()
+
+    def _restore_files(self, store: ResumeStore) -> None:
+        """The files the checkpoint depends on, put back into this run's logdir, verified."""
+        assert self.search is not None and self.search.path is not None
+        elsewhere = self.search.path.parent.resolve() != store.folder.resolve()
+        if not elsewhere:
+            store.trust([ref["file"] for ref in (self.data.get("files") or {}).values()])
+        for message in restore_files(self.data, self.search.path, store.folder.parent.parent,
+                                     elsewhere):
+            _warn(message)
 
     # --- helpers ------------------------------------------------------------------------------
     def _shared_model(self, runner: Any, build: bool) -> Any:

@@ -6,25 +6,45 @@ state of every callback of the stage by name) plus what only resuming needs — 
 (stage, epoch, whether the stage asked to stop early), the plan it ran, the random generators,
 the loaders' private generators, the experiment-level model when the stage trains a model of its
 own, and the state of experiment-scoped callbacks that sit this stage out but come back later.
+
+When the checkpoint callback has serialised that same data this epoch (`serialised_state` says
+when that is certain), the snapshot holds only the state of the callbacks that ran since, and the
+resume-only part: the rest comes from the callback's file, kept beside the checkpoint.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from typing import Any
 
 from stagegraph.compiler.diagnostics import Diagnostic, Location, Severity
 from stagegraph.runtime import rng
-from stagegraph.runtime.callbacks.checkpoint import checkpoint_data
-from stagegraph.runtime.callbacks.files import load_state_into, plain, state_of, unwrap
+from stagegraph.runtime.binding import StageBinding
+from stagegraph.runtime.callbacks.checkpoint import CheckpointCallback, checkpoint_data
+from stagegraph.runtime.callbacks.files import (
+    FileRecord,
+    load_state_into,
+    plain,
+    state_of,
+    unwrap,
+)
 from stagegraph.runtime.errors import ResumeError
 from stagegraph.runtime.resume.store import RESUME_FORMAT
 
 
 def snapshot(runner: Any, *, shared_model: Any, carried: Mapping[str, Any],
-             check: bool) -> dict[str, Any]:
-    """The resume checkpoint of ``runner`` at the end of an epoch."""
-    data = checkpoint_data(runner)
+             check: bool, only_callbacks: Collection[str] | None = None) -> dict[str, Any]:
+    """The resume checkpoint of ``runner`` at the end of an epoch.
+
+    ``only_callbacks``: the rest of `checkpoint_data` is stored elsewhere, identical; only the
+    state of these callbacks may have changed since, and is taken.
+    """
+    if only_callbacks is None:
+        data = checkpoint_data(runner)
+    else:
+        callbacks = runner.callbacks or {}
+        data = {"callbacks": plain({name: callbacks[name].state_dict()
+                                    for name in only_callbacks})}
     data["format"] = RESUME_FORMAT
     own_model = shared_model is not None and shared_model is not unwrap(runner.model)
     data["resume"] = plain({
@@ -40,6 +60,27 @@ def snapshot(runner: Any, *, shared_model: Any, carried: Mapping[str, Any],
         "carried": {key: callback.state_dict() for key, callback in carried.items()},
     }, "resume checkpoint")
     return data
+
+
+def serialised_state(binding: StageBinding, global_epoch: int
+                     ) -> tuple[FileRecord, list[str]] | None:
+    """This epoch's file of a checkpoint callback when it holds exactly the checkpoint's data,
+    and the callbacks whose state may have changed since it was written.
+
+    Exactly: between that callback's ``on_epoch_end`` and the snapshot only later
+    ``on_epoch_end`` hooks run, and when every one of them is a checkpoint callback's own (which
+    changes nothing but its own state) the model, optimizer, counters and metrics are as the
+    file has them. Otherwise ``None``: the snapshot is serialised on its own.
+    """
+    hooks = binding.table("on_epoch_end")
+    for i in range(len(hooks) - 1, -1, -1):
+        hook: Any = hooks[i]
+        if getattr(hook, "__func__", None) is not CheckpointCallback.on_epoch_end:
+            return None
+        saved = hook.__self__.saved
+        if saved is not None and saved[0] == global_epoch:
+            return saved[1], [binding.name_of(later) for later in hooks[i:]]
+    return None
 
 
 def restore_callbacks(runner: Any, data: Mapping[str, Any], *, carried: Mapping[str, Any]

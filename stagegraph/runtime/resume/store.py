@@ -2,35 +2,53 @@
 
 Layout, in ``logdir/checkpoints/resume/``::
 
-    epoch-000003.pth    the state after global epoch 3 (the previous one, kept as a fallback)
-    epoch-000004.pth    the state after global epoch 4
+    epoch-000003.pth    the checkpoint after global epoch 3 (the previous one, kept as a fallback)
+    epoch-000004.pth    the checkpoint after global epoch 4
     epoch-000005-step-000000123.pth
                         mid-epoch: in global epoch 5, after global batch step 123 (the latest)
-    latest.json         the index: newest first, each file's size and sha256
+    blob-<sha256>.pth   files checkpoints depend on, named by their content (see below)
+    latest.json         the index: newest first, each file's size and sha256 and the blobs it uses
 
 A file exists under its final name only once it is complete: it is written to a temporary file
 in the same folder, flushed, fsync-ed and renamed (:func:`atomic_write`); the index is rewritten
 the same way after it. Finding the latest checkpoint trusts the files, not the index: a kill
 between the two leaves a complete file the index does not list yet, which is used without a
-checksum. A file whose size or checksum disagrees with the index, or that does not load, is
-skipped in favour of the one before it.
+checksum. A file whose size or checksum disagrees with the index, or that does not load, or whose
+blobs are missing or damaged, is skipped in favour of the one before it.
+
+A checkpoint may leave its bulk to blobs kept beside it (see `blobs`). Loading uses
+``torch.load(..., mmap=True)`` and checksums are computed in chunks, so a checkpoint is never
+read whole into memory.
 """
 
 from __future__ import annotations
 
-import hashlib
-import io
 import json
+import os
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import torch
+from stagegraph.runtime.callbacks.files import (
+    FileRecord,
+    atomic_write,
+    link_or_copy,
+    save_file,
+    sha256_of,
+)
+from stagegraph.runtime.resume.blobs import (
+    BLOB,
+    CheckpointProblem,
+    blob_name,
+    complete,
+    first_line,
+    load,
+    references,
+)
 
-from stagegraph.runtime.callbacks.files import atomic_write, torch_bytes
-
-RESUME_FORMAT = "stagegraph.resume/1"
+RESUME_FORMAT = "stagegraph.resume/2"
 INDEX_FORMAT = "stagegraph.resume-index/1"
 INDEX = "latest.json"
 FOLDER = ("checkpoints", "resume")
@@ -54,8 +72,12 @@ def _key(match: re.Match[str]) -> tuple[int, int]:
     return int(match.group(1)), _END if step is None else int(step)
 
 
-class CheckpointProblem(Exception):
-    """Why one checkpoint file cannot be used."""
+def logdir_of(checkpoint: Path) -> Path | None:
+    """The logdir a resume checkpoint lies in (``LOGDIR/checkpoints/resume/NAME``), if it does."""
+    folder = checkpoint.parent
+    if (folder.name, folder.parent.name) == tuple(reversed(FOLDER)):
+        return folder.parent.parent
+    return None
 
 
 @dataclass(frozen=True)
@@ -80,6 +102,7 @@ class ResumeStore:
     def __init__(self, folder: str | Path, keep: int = KEEP) -> None:
         self.folder = Path(folder)
         self.keep = keep
+        self._trusted: set[str] = set()  # blobs written or verified by this process
 
     @classmethod
     def of_logdir(cls, logdir: str | Path) -> ResumeStore:
@@ -87,20 +110,48 @@ class ResumeStore:
 
     # --- writing ------------------------------------------------------------------------------
     def write(self, data: dict[str, Any], global_epoch: int, summary: dict[str, Any],
-              step: int | None = None) -> Path:
+              step: int | None = None, *, state: FileRecord | None = None,
+              files: Mapping[str, FileRecord] | None = None) -> Path:
         """Save ``data`` as the checkpoint of ``global_epoch`` (mid-epoch: at global batch
-        ``step``), index it, drop the oldest."""
-        payload = torch_bytes(data)
+        ``step``), index it, drop the oldest.
+
+        ``state``: the file holding the rest of the checkpoint's data (``data`` then holds what
+        differs); ``files``: the logdir's files it depends on, by path relative to the logdir.
+        Both are kept beside it as blobs, before it is written.
+        """
         self.folder.mkdir(parents=True, exist_ok=True)
+        if state is not None:
+            data["state"] = self._keep(state)
+        data["files"] = {rel: self._keep(record) for rel, record in (files or {}).items()}
         path = self.folder / file_name(global_epoch, step)
-        atomic_write(path, payload)
-        entry = {"file": path.name, "bytes": len(payload),
-                 "sha256": hashlib.sha256(payload).hexdigest(), **summary}
+        record = save_file(data, path)
+        blobs = sorted({ref["file"] for ref in references(data)})
+        entry = {"file": path.name, "bytes": record.bytes, "sha256": record.sha256, **summary,
+                 "blobs": blobs}
         kept = {p.name for _, p in self.files()[: self.keep]}
         entries = [entry, *(e for e in self._entries() if e["file"] != path.name)]
         self._write_index([e for e in entries if e["file"] in kept])
         self._prune()
         return path
+
+    def _keep(self, record: FileRecord) -> dict[str, Any]:
+        """A blob with the content of ``record`` (linked, or copied), and the reference to it.
+
+        A blob of that name is reused when this process wrote or verified it, or when it is
+        the very file of ``record``; any other is replaced, so a damaged blob left by an earlier
+        run is never referenced again.
+        """
+        blob = self.folder / blob_name(record.sha256)
+        reuse = blob.is_file() and blob.stat().st_size == record.bytes and (
+            blob.name in self._trusted or os.path.samefile(blob, record.path))
+        if not reuse:
+            link_or_copy(record.path, blob)
+        self._trusted.add(blob.name)
+        return {"file": blob.name, "bytes": record.bytes, "sha256": record.sha256}
+
+    def trust(self, names: list[str]) -> None:
+        """Blobs verified since this process started (by resuming from them): reused as they are."""
+        self._trusted.update(names)
 
     def _write_index(self, entries: list[dict[str, Any]]) -> None:
         present = [e for e in entries if (self.folder / e["file"]).exists()]
@@ -111,6 +162,26 @@ class ResumeStore:
     def _prune(self) -> None:
         for _, path in self.files()[self.keep:]:
             path.unlink(missing_ok=True)
+        self._prune_blobs()
+
+    def _prune_blobs(self) -> None:
+        """Remove the blobs no checkpoint present uses (none when that cannot be told)."""
+        try:
+            index = self.index()
+        except CheckpointProblem:
+            return
+        used: set[str] = set()
+        for _, path in self.files():
+            blobs = index.get(path.name, {}).get("blobs")
+            if blobs is None:  # not indexed yet (or by an older version): read its references
+                try:
+                    blobs = [ref["file"] for ref in references(load(path))]
+                except Exception:
+                    return
+            used.update(blobs)
+        for blob in self.blobs():
+            if blob.name not in used:
+                blob.unlink(missing_ok=True)
 
     # --- finding ------------------------------------------------------------------------------
     def files(self) -> list[tuple[int, Path]]:
@@ -124,6 +195,11 @@ class ResumeStore:
         found = [(_key(m), p) for p in self.folder.iterdir()
                  if (m := _NAME.match(p.name)) and p.is_file()]
         return sorted(found, key=lambda item: item[0], reverse=True)
+
+    def blobs(self) -> list[Path]:
+        if not self.folder.is_dir():
+            return []
+        return sorted(p for p in self.folder.iterdir() if BLOB.match(p.name))
 
     def index(self) -> dict[str, dict[str, Any]]:
         """The index entries by file name; ``{}`` when there is no index. Raises if unreadable."""
@@ -165,7 +241,7 @@ class ResumeStore:
     def clear(self) -> list[Path]:
         """Remove every checkpoint and the index (a run that starts over); returns the files."""
         removed = [path for _, path in self.files()]
-        for path in [*removed, *self.folder.glob("*.corrupt")]:
+        for path in [*removed, *self.folder.glob("*.corrupt"), *self.blobs()]:
             path.unlink(missing_ok=True)
         (self.folder / INDEX).unlink(missing_ok=True)
         return removed
@@ -179,6 +255,7 @@ class ResumeStore:
             path.unlink(missing_ok=True)
         if newer:
             self._write_index(self._entries())
+            self._prune_blobs()
         return newer
 
     def set_aside(self, path: Path) -> Path:
@@ -189,29 +266,43 @@ class ResumeStore:
 
 
 def load_checkpoint(path: Path, entry: dict[str, Any] | None = None) -> dict[str, Any]:
-    """A resume checkpoint's data, checked against its index ``entry`` when there is one."""
+    """A resume checkpoint's data, checked against its index ``entry`` when there is one.
+
+    The file is memory-mapped, not read: its tensors are paged in as they are used. Its blobs
+    are verified (size, then sha256 in chunks) and its state merged in, so the result is the
+    whole checkpoint whichever way it was stored.
+    """
+    if entry is not None:
+        _verify_entry(path, entry)
     try:
-        payload = path.read_bytes()
+        data = load(path)
     except OSError as err:
         raise CheckpointProblem(f"cannot be read: {err.strerror or err}") from err
-    if entry is not None:
-        if len(payload) != entry.get("bytes"):
-            raise CheckpointProblem(f"is truncated or damaged: {len(payload)} bytes, the index "
-                                    f"says {entry.get('bytes')}")
-        if hashlib.sha256(payload).hexdigest() != entry.get("sha256"):
-            raise CheckpointProblem("is damaged: its sha256 checksum does not match the index")
-    try:
-        data = torch.load(io.BytesIO(payload), map_location="cpu", weights_only=True)
     except Exception as err:
-        raise CheckpointProblem(f"does not load ({type(err).__name__}: "
-                                f"{str(err).splitlines()[0] if str(err) else ''})") from err
+        raise CheckpointProblem(f"does not load ({first_line(err)})") from err
     if not isinstance(data, dict) or data.get("format") != RESUME_FORMAT:
         found = data.get("format") if isinstance(data, dict) else type(data).__name__
         raise CheckpointProblem(f"is not a resume checkpoint (format {found!r}, expected "
                                 f"{RESUME_FORMAT!r})")
     if not isinstance(data.get("resume"), dict):
         raise CheckpointProblem("has no resume section")
-    return data
+    return complete(path, data, logdir_of(path))
+
+
+def _verify_entry(path: Path, entry: Mapping[str, Any]) -> None:
+    try:
+        size = path.stat().st_size
+    except OSError as err:
+        raise CheckpointProblem(f"cannot be read: {err.strerror or err}") from err
+    if size != entry.get("bytes"):
+        raise CheckpointProblem(f"is truncated or damaged: {size} bytes, the index says "
+                                f"{entry.get('bytes')}")
+    try:
+        digest = sha256_of(path)
+    except OSError as err:
+        raise CheckpointProblem(f"cannot be read: {err.strerror or err}") from err
+    if digest != entry.get("sha256"):
+        raise CheckpointProblem("is damaged: its sha256 checksum does not match the index")
 
 
 def remove_temporary(folder: Path) -> list[Path]:
