@@ -39,6 +39,19 @@ class Tracker(sg.Callback):
         pass
 
 
+class Opt(sg.Callback):
+    """Steps the stage's optimizer (kind 'optimizer', so it replaces the default)."""
+
+    order = sg.CallbackOrder.Optimizer
+    kind = "optimizer"
+    reads = ("metric.loss",)
+    claims = ("optimizer:",)
+    needs = ("optimizer",)
+
+    def on_batch_end(self, runner: Any) -> None:
+        pass
+
+
 def model_factory() -> Any:
     raise AssertionError("the compiler must never call a factory")
 

@@ -20,7 +20,13 @@ import networkx as nx
 from stagegraph.compiler.diagnostics import Diagnostics, did_you_mean
 from stagegraph.compiler.inferred import inferred, inferred_at, source_note
 from stagegraph.compiler.keys import namespace
-from stagegraph.compiler.plan import CallbackPlan, EdgePlan, ExecutionPlan, StagePlan
+from stagegraph.compiler.plan import (
+    CallbackPlan,
+    EdgePlan,
+    ExecutionPlan,
+    InferredAccess,
+    StagePlan,
+)
 from stagegraph.graph.enums import EVENT_METHODS, bucket_name
 
 
@@ -124,11 +130,13 @@ def _dataflow_edges(callbacks: tuple[CallbackPlan, ...]) -> list[EdgePlan]:
                 edges.extend(_namespace_edges(key, reader, by_namespace.get(ns, [])))
                 continue
             candidates = exact.get(key, []) + wildcards.get(ns, [])
-            read_at = inferred_at(reader, key, "read") if reader.inferred else None
+            read = _known(reader, key, "read")
+            read_at = None if read is None else read.where
             for written, writer in candidates:
-                if writer.name == reader.name or not _meet(writer, written, reader, key):
+                write = _known(writer, written, "write")
+                if writer.name == reader.name or not _meet(writer, write, reader, read):
                     continue
-                written_at = inferred_at(writer, written, "write") if writer.inferred else None
+                written_at = None if write is None else write.where
                 edges.append(EdgePlan(
                     source=writer.name, target=reader.name, kind="dataflow",
                     key=key if written.endswith(".*") else written,
@@ -139,7 +147,13 @@ def _dataflow_edges(callbacks: tuple[CallbackPlan, ...]) -> list[EdgePlan]:
     return edges
 
 
-def _meet(writer: CallbackPlan, written: str, reader: CallbackPlan, key: str) -> bool:
+def _known(cb: CallbackPlan, key: str, access: str) -> InferredAccess | None:
+    """How ``cb``'s code accesses ``key``, when only its code says so."""
+    return inferred(cb, key, access) if cb.inferred else None
+
+
+def _meet(writer: CallbackPlan, write: InferredAccess | None, reader: CallbackPlan,
+          read: InferredAccess | None) -> bool:
     """Whether the write and the read may happen in the same event, where order decides.
 
     Known only where code shows a side (an inferred access names the methods it is in); the other
@@ -147,8 +161,6 @@ def _meet(writer: CallbackPlan, written: str, reader: CallbackPlan, key: str) ->
     in ``on_epoch_end`` comes first whatever the order, so it makes no edge (an edge there could
     only make a false cycle). Two declared keys, or code in a helper method, always make an edge.
     """
-    read = inferred(reader, key, "read") if reader.inferred else None
-    write = inferred(writer, written, "write") if writer.inferred else None
     if read is None and write is None:
         return True
     read_events = set(read.events) if read is not None else set(reader.events)
@@ -168,11 +180,13 @@ def _namespace_edges(key: str, reader: CallbackPlan,
     The metric flow gives the aggregation one key per loader and metric, so an edge per key
     would multiply edges (and drawn labels) by the number of metrics.
     """
+    read = _known(reader, key, "read")
     by_writer: dict[str, tuple[CallbackPlan, list[str]]] = {}
     for key_written, writer in candidates:
-        if writer.name != reader.name and _meet(writer, key_written, reader, key):
+        if writer.name != reader.name and _meet(writer, _known(writer, key_written, "write"),
+                                                reader, read):
             by_writer.setdefault(writer.name, (writer, []))[1].append(key_written)
-    read_at = inferred_at(reader, key, "read") if reader.inferred else None
+    read_at = None if read is None else read.where
     edges = []
     for name, (writer, written) in by_writer.items():
         first, more = written[0], len(written) - 1

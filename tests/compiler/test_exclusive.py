@@ -4,24 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from conftest import LOADERS, experiment
+from conftest import LOADERS, Opt, experiment
 
 import stagegraph as sg
 from stagegraph.compiler.diagnostics import Diagnostics
 from stagegraph.compiler.exclusive import check_exclusive, describe_claim, origin_of
-
-
-class Opt(sg.Callback):
-    """Steps the stage's optimizer (kind 'optimizer', so it replaces the default)."""
-
-    order = sg.CallbackOrder.Optimizer
-    kind = "optimizer"
-    reads = ("metric.loss",)
-    claims = ("optimizer:",)
-    needs = ("optimizer",)
-
-    def on_batch_end(self, runner: Any) -> None:
-        pass
 
 
 class EarlyStop(sg.Callback):

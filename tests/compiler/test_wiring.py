@@ -4,20 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from conftest import LOADERS, Metric, Plain, codes, experiment, model_factory
+from conftest import LOADERS, Metric, Opt, Plain, codes, experiment, model_factory
 
 import stagegraph as sg
-
-
-class Opt(sg.Callback):
-    order = sg.CallbackOrder.Optimizer
-    kind = "optimizer"
-    reads = ("metric.loss",)
-    claims = ("optimizer:",)
-    needs = ("optimizer",)
-
-    def on_batch_end(self, runner: Any) -> None:
-        pass
 
 
 class OwnOptimizer(sg.Callback):
