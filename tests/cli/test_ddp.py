@@ -10,6 +10,7 @@ from cli_helpers import INVALID, VALID, cli
 
 from stagegraph import cli as cli_module
 from stagegraph import launch
+from stagegraph.cli import run as cli_run
 
 
 @pytest.fixture
@@ -83,7 +84,7 @@ def test_bad_values_are_usage_errors(capsys: pytest.CaptureFixture[str], option:
 def test_under_torchrun_run_compiles_the_rank_plan(capsys: pytest.CaptureFixture[str],
                                                    monkeypatch: pytest.MonkeyPatch) -> None:
     plans: list[str] = []
-    monkeypatch.setattr(cli_module, "run_plan",
+    monkeypatch.setattr(cli_run, "run_plan",
                         lambda plan, **_: plans.append(plan.rank.value) or 0)
     monkeypatch.setenv("WORLD_SIZE", "2")
     for rank in ("0", "1"):

@@ -11,9 +11,10 @@ import argparse
 import json
 import sys
 import textwrap
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any, TextIO
 
+from stagegraph.cli.options import EXP_HELP, compile_exp, compile_options
 from stagegraph.compiler import Diagnostic, ExecutionPlan, Severity
 from stagegraph.compiler.rules import LEVELS, RULES, Rule, closest_code
 from stagegraph.loading import LoadProblem
@@ -23,14 +24,14 @@ LOGDIR_HELP = ("the log directory the run will use: checks the run's file-writin
 WIDTH = 100
 
 
-def add_validate_parser(sub: Any, compile_options: argparse.ArgumentParser,
-                        command: Callable[[argparse.Namespace], int]) -> None:
+def add_parser(sub: Any) -> None:
     """The ``validate`` subcommand; EXP is optional because ``--explain CODE`` needs none."""
     validate = sub.add_parser(
-        "validate", parents=[compile_options], help="print every diagnostic; exit 1 on errors",
+        "validate", parents=[compile_options(LOGDIR_HELP)],
+        help="print every diagnostic; exit 1 on errors",
         description="Print every diagnostic of EXP at once, and a summary; exit 1 on errors.")
     validate.add_argument("exp", metavar="EXP", nargs="?",
-                          help="path/to/file.py or path/to/file.py:NAME")
+                          help=EXP_HELP)
     validate.add_argument("--traceback", action="store_true",
                           help="show Python tracebacks for failures")
     validate.add_argument("--format", choices=("text", "json"), default="text")
@@ -39,7 +40,18 @@ def add_validate_parser(sub: Any, compile_options: argparse.ArgumentParser,
     validate.add_argument("--explain", metavar="CODE",
                           help="print what diagnostic CODE (such as SF301) means, its default "
                                "level, how to fix it and how to change its level; no EXP")
-    validate.set_defaults(command=command, usage_error=validate.error)
+    validate.set_defaults(command=cmd_validate, usage_error=validate.error,
+                          errors_to_stdout=True)
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    validate_args(args)
+    if args.explain is not None:
+        return explain_code(args)
+    notes: list[LoadProblem] = []
+    plan = compile_exp(args, notes=notes)
+    return print_validation(plan, json_format=args.format == "json", strict=args.strict,
+                            notes=notes)
 
 
 def validate_args(args: argparse.Namespace) -> None:
