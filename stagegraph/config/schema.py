@@ -44,7 +44,7 @@ class Target(BaseModel):
                               json_schema_extra={"additionalProperties": True})
 
     target: str = Field(
-        alias=TARGET_KEY, pattern=DOTTED,
+        alias="_target_", pattern=DOTTED,
         description="what to import and call: 'pkg.module.Name' or 'pkg.module:Name'; the other "
                     "keys are its keyword arguments")
 
@@ -75,7 +75,7 @@ class LoaderFactory(Target):
     """A factory returning every loader of a stage as a mapping ``{name: loader}``."""
 
     names: list[str] | None = Field(
-        None, alias=NAMES_KEY,
+        None, alias="_names_",
         description="the names of the loaders it returns (default: train and valid, or infer "
                     "in an infer* stage); the compiler checks a stage by them")
 
