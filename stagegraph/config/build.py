@@ -120,6 +120,8 @@ class Builder:
             return {name: NamedLoader(source, name) for name in names}
         built = {}
         for name, loader in spec.items():
+            if loader is None:
+                continue
             self.check(loader, (*path, name))
             built[name] = Target(loader[TARGET_KEY],
                                  {k: v for k, v in loader.items() if k != TARGET_KEY})

@@ -88,7 +88,7 @@ def _loaders_form(value: Any) -> str:
 
 Loaders = Annotated[
     Annotated[LoaderFactory, Tag("factory")]
-    | Annotated[dict[str, Target], Tag("named")],
+    | Annotated[dict[str, Target | None], Tag("named")],
     Discriminator(_loaders_form),
 ]
 
