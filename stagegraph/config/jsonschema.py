@@ -59,7 +59,7 @@ def config_json_schema(builtins: Callable[[], dict[str, dict[str, Any]]] | None 
     for name in ("Stage", "Defaults"):
         defs[name]["properties"]["callbacks"]["anyOf"][0]["additionalProperties"] = {
             "anyOf": [{"$ref": "#/$defs/Callback"}, {"type": "null"}]}
-    return {"$schema": DRAFT, "title": "stagegraph experiment config", **schema}
+    return {"$schema": DRAFT, **schema, "title": "stagegraph experiment config"}
 
 
 def builtin_schemas() -> dict[str, dict[str, Any]]:
@@ -135,4 +135,5 @@ def _is_leaf(field: dict[str, Any]) -> bool:
 def _or_interpolation(field: dict[str, Any]) -> dict[str, Any]:
     kept = {k: field[k] for k in ("description", "default") if k in field}
     rest = {k: v for k, v in field.items() if k not in kept and k != "title"}
-    return {"anyOf": [rest, INTERPOLATION], **kept}
+    options = rest["anyOf"] if set(rest) == {"anyOf"} else [rest]
+    return {"anyOf": [*options, INTERPOLATION], **kept}
