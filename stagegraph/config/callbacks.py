@@ -26,7 +26,7 @@ from stagegraph.config.problems import Path, Problems
 from stagegraph.config.schema import TARGET_KEY
 from stagegraph.config.targets import StaticCallback, static_callback
 from stagegraph.graph.callback import _DECLARATIONS, Callback
-from stagegraph.graph.enums import CallbackNode, CallbackOrder, CallbackScope
+from stagegraph.graph.enums import EVENT_METHODS, CallbackNode, CallbackOrder, CallbackScope
 
 #: Where the built-in callbacks are (imported by name: it is the runtime's package).
 BUILTINS = "stagegraph.runtime.callbacks"
@@ -182,6 +182,9 @@ def stand_in(static: StaticCallback, kwargs: Mapping[str, Any]) -> Callback:
     events = getattr(static, "events", None) or {}
     for event in events:
         methods.setdefault(event, events[event] if isinstance(events, Mapping) else 0)
+    # Only what the compiler reads: a stand-in keeps Callback's own __init__, state_dict...
+    methods = {name: line for name, line in methods.items()
+               if name in EVENT_METHODS or not (name.startswith("__") or hasattr(Callback, name))}
     cls = stand_in_class(static.module, static.qualname,
                          _normalised(getattr(static, "declarations", None) or {}),
                          {name: (static.file, line) for name, line in methods.items()})
