@@ -121,7 +121,7 @@ class CallbackMaker:
             name = unexpected.group(1)
             params = [p for p in inspect.signature(cls).parameters if p != "declarations"]
             self.problems.error(
-                "SF812", f"{cls.__name__} takes no argument {name!r}."
+                "SF811", f"{cls.__name__} takes no argument {name!r}."
                 + did_you_mean(name, [*params, *DECLARATION_ARGUMENTS]),
                 f"{cls.__name__} takes: {', '.join(params)} (and the declarations "
                 f"{', '.join(DECLARATION_ARGUMENTS)})", self.document.key_at((*path, name)))

@@ -130,7 +130,7 @@ def test_built_in_callbacks_are_made_and_their_mistakes_located(tmp_path: Path) 
     assert first_lines(found) == [
         "exp.yaml:5:23: error[SF812] there is no built-in callback 'AccuracyCalback'. Did you "
         "mean 'AccuracyCallback'?",
-        "exp.yaml:6:48: error[SF812] EarlyStoppingCallback takes no argument 'patiense'. Did "
+        "exp.yaml:6:48: error[SF811] EarlyStoppingCallback takes no argument 'patiense'. Did "
         "you mean 'patience'?",
         "exp.yaml:7:23: error[SF812] AccuracyCallback(...) cannot be made with these arguments: "
         "ValueError: topk must hold ints >= 1, not [0]",

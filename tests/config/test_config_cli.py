@@ -97,6 +97,11 @@ def test_a_bad_set_is_a_usage_error(tmp_path: Path, capsys: pytest.CaptureFixtur
     assert code == 2 and "--set changes a config file, and 'exp.py' is a Python file" in out
 
 
+def test_a_json_config_validates_like_a_yaml_one(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out = run(capsys, "validate", str(FIXTURES / "tiny.json"))
+    assert code == 0 and "ok: experiment 'tiny-json' has no problems" in out, out
+
+
 def test_schema_prints_the_plan_format_or_the_config_format(
         capsys: pytest.CaptureFixture[str]) -> None:
     code, out = run(capsys, "schema")
