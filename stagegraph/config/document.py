@@ -145,7 +145,8 @@ def parse_document(text: str, file: str, problems: Problems) -> Document | None:
     except yaml.MarkedYAMLError as err:
         mark = err.problem_mark or err.context_mark
         line, column = (mark.line + 1, mark.column + 1) if mark is not None else (None, None)
-        problems.error("SF801", _syntax_message(err), _syntax_hint(err, text, line),
+        context = err.context_mark.line + 1 if err.context_mark is not None else None
+        problems.error("SF801", _syntax_message(err), _syntax_hint(err, text, line, context),
                        Position(file, line, column))
         return None
     except yaml.YAMLError as err:
@@ -161,11 +162,16 @@ def _syntax_message(err: yaml.MarkedYAMLError) -> str:
     return f"YAML syntax error: {text}"
 
 
-def _syntax_hint(err: yaml.MarkedYAMLError, text: str, line: int | None) -> str:
+def _syntax_hint(err: yaml.MarkedYAMLError, text: str, line: int | None,
+                 context: int | None) -> str:
     if err.problem and "'\\t'" in err.problem:
         return "YAML indents with spaces, not tabs"
     if err.problem and "could not determine a constructor" in err.problem:
         return "stagegraph config files use plain YAML: no !tags"
+    lines = text.splitlines()
+    if context is not None and context != line and 1 <= context <= len(lines):
+        # Found where the construct ends (often the file's end): show where it began.
+        return f"what is not closed began at line {context}: {lines[context - 1].strip()}"
     return _line_hint(text, line)
 
 
