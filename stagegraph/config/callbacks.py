@@ -86,8 +86,27 @@ class CallbackMaker:
         try:
             return cls(**arguments)
         except Exception as err:
+            unexpected = isinstance(err, TypeError) and "unexpected keyword" in str(err)
+            if self.static and _has_target(kwargs) and not unexpected:
+                return self._builtin_stand_in(cls, target, kwargs, path)
             self._builtin_failed(cls, err, kwargs, path)
             return None
+
+    def _builtin_stand_in(self, cls: type[Callback], target: str, kwargs: dict[str, Any],
+                          path: Path) -> Callback:
+        """A built-in callback whose arguments name objects it needs made (a torchmetrics
+        metric): validate does not make them, so it plans with the class's declarations."""
+        self.problems.warning(
+            "SF814", f"{target} needs the objects its arguments name to know its declarations, "
+            "and validate and plan do not make them: they plan with its class's declarations",
+            "give it reads=[...] and writes=[...], or check the run with `stagegraph run "
+            "--check`", self.document.value_at((*path, TARGET_KEY)))
+        declarations = {name: getattr(cls, name) for name in (*_DECLARATIONS, "kind")
+                        if name in vars(cls)}
+        events = {event: (cls.__module__, 0) for event in EVENT_METHODS
+                  if getattr(cls, event) is not getattr(Callback, event)}
+        stand = stand_in_class(cls.__module__, cls.__qualname__, declarations, events)
+        return stand(**_declarations_of(kwargs))
 
     def _builtin_class(self, target: str, path: Path) -> type[Callback] | None:
         at = self.document.value_at((*path, TARGET_KEY))
@@ -227,6 +246,12 @@ def _method(name: str, file: str, line: int) -> Any:
     method.__code__ = code
     method.__name__ = method.__qualname__ = name
     return method
+
+
+def _has_target(value: Any) -> bool:
+    if isinstance(value, Mapping):
+        return TARGET_KEY in value or any(_has_target(v) for v in value.values())
+    return isinstance(value, list) and any(_has_target(v) for v in value)
 
 
 def _declarations_of(kwargs: Mapping[str, Any]) -> dict[str, Any]:

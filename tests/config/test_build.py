@@ -88,7 +88,7 @@ def test_the_optimizer_gets_the_model_parameters(parts: Any, monkeypatch: pytest
     monkeypatch.setattr(factories, "BUILD_OPTIMIZER", "cfg_parts.no_such_function")
     optimizer = OptimizerFactory("cfg_parts.FakeOptimizer", {"lr": 0.5})(parts.FakeModel())
     assert (optimizer.params, optimizer.lr) == (["w", "b"], 0.5)
-    with pytest.raises(RuntimeError, match="no_bias_weight_decay need cfg_parts.no_such"):
+    with pytest.raises(RuntimeError, match=r"no_bias_weight_decay need cfg_parts\.no_such"):
         OptimizerFactory("cfg_parts.FakeOptimizer", {},
                          {"no_bias_weight_decay": True})(parts.FakeModel())
     # With stagegraph's optimizer options, the runtime's build_optimizer builds it.
@@ -244,3 +244,21 @@ def test_a_user_callback_that_cannot_be_imported_or_made(tmp_path: Path) -> None
         "exp.yaml:6:28: error[SF813] my_callbacks.Reporter(...) raised TypeError: "
         "Callback.__init__() got an unexpected keyword argument 'evry'",
     ]
+
+
+def test_a_built_in_callback_that_needs_its_arguments_made_stands_in(tmp_path: Path) -> None:
+    experiment = load(tmp_path, """
+        experiment: demo
+        stages:
+          train:
+            callbacks:
+              f1:
+                _target_: TorchMetricsCallback
+                metric: {_target_: torchmetrics.classification.MulticlassF1Score}
+                writes: [metric.f1, loader_metric.f1]
+        """)
+    assert [(n.code, n.line) for n in experiment.notes] == [("SF814", 6)]
+    callback = sg.compile(experiment).stage("train").callback("f1")
+    assert callback.type == "stagegraph.runtime.callbacks.metrics.TorchMetricsCallback"
+    assert callback.writes == ("metric.f1", "loader_metric.f1")
+    assert callback.events == ("on_loader_start", "on_batch_end", "on_loader_end")

@@ -1,4 +1,4 @@
-"""examples/digits.yaml is the config twin of examples/digits.py: the same plan, the same weights."""
+"""examples/digits.yaml, the config twin of examples/digits.py: the same plan, the same weights."""
 
 from __future__ import annotations
 

@@ -37,7 +37,7 @@ def test_a_whole_reference_keeps_the_type_and_text_gets_str(tmp_path: Path) -> N
 
 def test_an_escaped_reference_is_text(tmp_path: Path) -> None:
     config = load(tmp_path, r"""
-        experiment: 'cost \${5}' 
+        experiment: 'cost \${5}'
         stages: {train: {}}
         """).config
     assert config is not None and config["experiment"] == "cost ${5}"
