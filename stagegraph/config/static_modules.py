@@ -14,28 +14,24 @@ from __future__ import annotations
 
 import ast
 import functools
-import os
 import pkgutil
-import sys
-from collections.abc import Sequence
 from dataclasses import dataclass
-from importlib.machinery import ModuleSpec, PathFinder
 from typing import Literal
 
-from stagegraph.config.static_tables import Binding, Table, is_dynamic, table
+from stagegraph.config.static_source import (
+    Binding,
+    Module,
+    Table,
+    find_sub,
+    find_top,
+    from_spec,
+    is_dynamic,
+    table,
+    top_level_names,
+)
 
 #: How many re-exports (``from a import b`` in ``__init__.py`` and the like) are followed.
 MAX_HOPS = 12
-
-
-@dataclass(frozen=True)
-class Module:
-    """A module found on the search path: ``file`` is its source (None: none to read — an
-    extension, a built-in, a namespace package); ``paths`` where its submodules are (packages)."""
-
-    name: str
-    file: str | None
-    paths: tuple[str, ...] | None
 
 
 Kind = Literal["module", "class", "function", "value"]
@@ -96,7 +92,7 @@ class StaticFinder:
         if name not in self._modules:
             head, _, rest = name.rpartition(".")
             if not head:
-                found = _from_spec(name, _find_top(name, self.search_path), self.search_path)
+                found = from_spec(name, find_top(name, self.search_path), self.search_path)
             else:
                 parent = self.module(head)
                 found = None if parent is None else self.submodule(parent, rest)
@@ -108,7 +104,7 @@ class StaticFinder:
             return None
         full = f"{module.name}.{name}"
         if full not in self._modules:
-            self._modules[full] = _from_spec(full, _find_sub(full, module.paths), module.paths)
+            self._modules[full] = from_spec(full, find_sub(full, module.paths), module.paths)
         return self._modules[full]
 
     def table(self, module: Module) -> Table | None:
@@ -297,52 +293,3 @@ def _is_builtin(name: str) -> bool:
     import builtins
 
     return hasattr(builtins, name)
-
-
-def _find_top(name: str, search_path: tuple[str, ...]) -> ModuleSpec | None:
-    spec = PathFinder.find_spec(name, list(search_path))
-    if spec is not None:
-        return spec
-    if name in sys.builtin_module_names:
-        return ModuleSpec(name, None, origin="built-in")
-    # Finders installed beside PathFinder (editable installs) only locate: they run no module.
-    standard = {"BuiltinImporter", "FrozenImporter", "PathFinder"}
-    for meta in sys.meta_path:
-        if getattr(meta, "__name__", type(meta).__name__) in standard:
-            continue
-        try:
-            spec = meta.find_spec(name, None)
-        except Exception:  # a third-party finder's failure only costs the lookup
-            continue
-        if spec is not None:
-            return spec
-    return None
-
-
-def _find_sub(name: str, paths: tuple[str, ...]) -> ModuleSpec | None:
-    try:
-        return PathFinder.find_spec(name, list(paths))
-    except KeyError:  # a namespace package: its _NamespacePath asks sys.modules for the parent
-        return ModuleSpec(name, None, is_package=True)
-
-
-def _from_spec(name: str, spec: ModuleSpec | None, searched: Sequence[str]) -> Module | None:
-    if spec is None:
-        return None
-    origin = spec.origin
-    readable = origin if origin and origin.endswith((".py", ".pyw")) \
-        and os.path.isfile(origin) else None
-    locations = spec.submodule_search_locations
-    if locations is None:
-        return Module(name, readable, None)
-    if origin is None or origin == "namespace":  # its parts, without asking the import system
-        last = name.rpartition(".")[2]
-        parts = (os.path.join(entry or os.curdir, last) for entry in searched)
-        return Module(name, None, tuple(dict.fromkeys(p for p in parts if os.path.isdir(p))))
-    return Module(name, readable, tuple(locations))
-
-
-def top_level_names(search_path: tuple[str, ...]) -> tuple[str, ...]:
-    """Every top-level module importable from ``search_path`` (for did-you-mean)."""
-    return tuple(dict.fromkeys((*(m.name for m in pkgutil.iter_modules(list(search_path))),
-                                *sys.builtin_module_names)))

@@ -1,4 +1,9 @@
-"""A module's top-level bindings, read from its source file with `ast` (parsed once per version).
+"""Module source files: located on a search path without importing anything, and their
+top-level bindings read with `ast` (each file parsed once per version).
+
+A module is located the way the import system would locate it, with
+`importlib.machinery.PathFinder` level by level (or an installed finder that only locates, as
+editable installs add); its source is then read, never executed.
 
 Only what the module's own top level binds is recorded: ``def`` and ``class`` statements,
 assignments, ``import`` aliases and ``from x import y`` (as the module and name they refer to),
@@ -11,10 +16,24 @@ from __future__ import annotations
 import ast
 import functools
 import os
+import pkgutil
+import sys
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from importlib.machinery import ModuleSpec, PathFinder
 
 #: What can go wrong reading or parsing a file: it only costs the knowledge.
 UNREADABLE = (OSError, ValueError, SyntaxError, RecursionError, MemoryError)
+
+
+@dataclass(frozen=True)
+class Module:
+    """A module found on the search path: ``file`` is its source (None: none to read — an
+    extension, a built-in, a namespace package); ``paths`` where its submodules are (packages)."""
+
+    name: str
+    file: str | None
+    paths: tuple[str, ...] | None
 
 
 @dataclass(frozen=True)
@@ -208,3 +227,58 @@ def _targets(node: ast.expr) -> list[str]:
 def _is_type_checking(test: ast.expr) -> bool:
     return (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING") or (
         isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING")
+
+
+def find_top(name: str, search_path: tuple[str, ...]) -> ModuleSpec | None:
+    """Where the top-level module ``name`` is: on ``search_path``, built into the interpreter,
+    or known to a finder installed beside PathFinder (an editable install's: already loaded,
+    it maps names to folders and imports nothing)."""
+    spec = PathFinder.find_spec(name, list(search_path))
+    if spec is not None:
+        return spec
+    if name in sys.builtin_module_names:
+        return ModuleSpec(name, None, origin="built-in")
+    # Finders installed beside PathFinder (editable installs) only locate: they run no module.
+    standard = {"BuiltinImporter", "FrozenImporter", "PathFinder"}
+    for meta in sys.meta_path:
+        if getattr(meta, "__name__", type(meta).__name__) in standard:
+            continue
+        try:
+            spec = meta.find_spec(name, None)
+        except Exception:  # a third-party finder's failure only costs the lookup
+            continue
+        if spec is not None:
+            return spec
+    return None
+
+
+def find_sub(name: str, paths: tuple[str, ...]) -> ModuleSpec | None:
+    """Where the submodule ``name`` (``pkg.sub``) is, in its package's ``paths``."""
+    try:
+        return PathFinder.find_spec(name, list(paths))
+    except KeyError:  # a namespace package: its _NamespacePath asks sys.modules for the parent
+        return ModuleSpec(name, None, is_package=True)
+
+
+def from_spec(name: str, spec: ModuleSpec | None, searched: Sequence[str]) -> Module | None:
+    """The `Module` a spec found in ``searched`` describes: a namespace package's portions are
+    the folders named like it there (its spec would ask ``sys.modules`` for its parent)."""
+    if spec is None:
+        return None
+    origin = spec.origin
+    readable = origin if origin and origin.endswith((".py", ".pyw")) \
+        and os.path.isfile(origin) else None
+    locations = spec.submodule_search_locations
+    if locations is None:
+        return Module(name, readable, None)
+    if origin is None or origin == "namespace":  # its parts, without asking the import system
+        last = name.rpartition(".")[2]
+        parts = (os.path.join(entry or os.curdir, last) for entry in searched)
+        return Module(name, None, tuple(dict.fromkeys(p for p in parts if os.path.isdir(p))))
+    return Module(name, readable, tuple(locations))
+
+
+def top_level_names(search_path: tuple[str, ...]) -> tuple[str, ...]:
+    """Every top-level module importable from ``search_path`` (for did-you-mean)."""
+    return tuple(dict.fromkeys((*(m.name for m in pkgutil.iter_modules(list(search_path))),
+                                *sys.builtin_module_names)))
