@@ -13,6 +13,7 @@ source inference (`compiler/inference.py`) reads the real method, not the no-op.
 from __future__ import annotations
 
 import ast
+import functools
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -112,10 +113,15 @@ class StaticCallback:
 
     def stand_in(self) -> type[Callback]:
         """A `Callback` subclass with this class's declarations and no-op methods of the same
-        names, one class per class of the hierarchy, so that ``type(x).__mro__`` mirrors it.
-        Instantiated with the config's keyword arguments, it passes those `Callback.__init__`
-        takes on when the real ``__init__`` does (``forwards``) and ignores the rest."""
-        base: type[Callback] = Callback
+        names, one class per class of the hierarchy, so that ``type(x).__mro__`` mirrors it
+        (above a `StandIn` base). Instantiated with the config's keyword arguments, it passes
+        those `Callback.__init__` takes on when the real ``__init__`` does (``forwards``) and
+        ignores the rest. Made once per `StaticCallback`."""
+        return self._stand_in
+
+    @functools.cached_property
+    def _stand_in(self) -> type[Callback]:
+        base: type[Callback] = StandIn
         for klass in reversed(self.classes):
             namespace: dict[str, Any] = {"__module__": klass.module,
                                          "__qualname__": klass.qualname,
@@ -128,8 +134,17 @@ class StaticCallback:
         return base
 
 
+class StandIn(Callback):
+    """The base of every stand-in: takes any keyword arguments, passing `Callback`'s on."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(**{k: v for k, v in kwargs.items() if k in _CALLBACK_KEYWORDS})
+
+
+@functools.lru_cache(maxsize=256)
 def read_callback(found: Found, finder: StaticFinder) -> StaticCallback | None:
-    """The callback class ``found`` as its source shows it; None unless it is a class."""
+    """The callback class ``found`` as its source shows it; None unless it is a class. The same
+    class read twice is the same `StaticCallback` (so it has one stand-in)."""
     if found.kind != "class" or not isinstance(found.node, ast.ClassDef):
         return None
     classes: list[StaticClass] = []

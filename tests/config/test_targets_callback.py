@@ -201,9 +201,11 @@ def test_a_stand_in_is_a_callback_with_the_real_names(search: list[str]) -> None
     cls = read(f"{MODULE}.F1Callback", search).stand_in()
     assert issubclass(cls, sg.Callback)
     assert (cls.__module__, cls.__qualname__) == (MODULE, "F1Callback")
-    assert [k.__qualname__ for k in cls.__mro__[:3]] == ["F1Callback", "RunningMean",
-                                                        "Callback"]
+    assert [k.__qualname__ for k in cls.__mro__[:2]] == ["F1Callback", "RunningMean"]
     instance = cls(beta=3.0, order=7)
     assert instance.order == 7 and cls.order == sg.CallbackOrder.Metric
+    assert read(f"{MODULE}.F1Callback", search).stand_in() is cls  # made once
+    reporter = read(f"{MODULE}.Reporter", search).stand_in()  # Callback's own __init__
+    assert reporter(after="f1", bogus=1).after == ("f1",)
     assert getattr(cls.on_batch_end, STATIC_SOURCE)[1:] == (line_of("def on_batch_end"),
                                                              "on_batch_end")
