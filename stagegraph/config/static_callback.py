@@ -79,7 +79,8 @@ class StaticCallback:
 
     @property
     def declarations(self) -> dict[str, Any]:
-        """The literal declarations in effect (a derived class's win); unset ones are left out."""
+        """The literal class-level declarations in effect (a derived class's win); unset ones
+        are left out. One also in `unknown` may be changed when the class is instantiated."""
         found: dict[str, Any] = {}
         for name in DECLARATIONS:
             for klass in self.classes:  # the first class that sets it decides

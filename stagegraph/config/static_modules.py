@@ -13,6 +13,7 @@ star import of an unreadable module, a name bound differently on different branc
 from __future__ import annotations
 
 import ast
+import builtins
 import functools
 import pkgutil
 from dataclasses import dataclass
@@ -206,7 +207,7 @@ class StaticFinder:
         if binding.imported is not None:
             source, attribute = binding.imported
             found = self._imported(source, attribute, hops)
-        elif binding.value is not None and binding.certain:
+        elif binding.value is not None:
             found = self.expression(module, binding.value, hops + 1)
         if isinstance(found, Missing):  # the module itself would fail: not the caller's mistake
             return UNKNOWN
@@ -290,6 +291,4 @@ def _class_member(owner: Found, name: str) -> Lookup:
 
 
 def _is_builtin(name: str) -> bool:
-    import builtins
-
     return hasattr(builtins, name)
