@@ -256,9 +256,9 @@ RULES: dict[str, Rule] = _rules(
     Rule("SF812", "error", "a built-in callback is unknown or cannot be made with its arguments",
          "Name a built-in callback by its class name (AccuracyCallback) and give it the "
          "arguments docs/callbacks.md lists; name your own by dotted path.", fixed=True),
-    Rule("SF813", "error", "a callback of yours cannot be imported or created",
-         "Fix the error the message quotes: the module must import and the class must accept "
-         "the arguments the config gives.", fixed=True),
+    Rule("SF813", "error", "a callback of yours is not a Callback, or cannot be imported or made",
+         "Fix the error the message quotes: the class must subclass stagegraph.Callback, its "
+         "module must import and the class accept the arguments the config gives.", fixed=True),
     Rule("SF814", "warning", "a callback's or handler's declarations cannot be read without "
          "importing it",
          "Define the callback as a class with literal declarations (reads = (...), order = ...) "

@@ -36,6 +36,8 @@ from stagegraph.graph.enums import is_infer_stage
 from stagegraph.graph.experiment import Experiment
 from stagegraph.graph.handler import BatchHandler, FunctionHandler
 
+#: How many positional arguments the runtime passes each component (scheduler: the optimizer).
+POSITIONAL = {"model": 0, "criterion": 0, "optimizer": 1, "scheduler": 1}
 #: The loaders a factory returns when ``_names_`` does not say.
 DEFAULT_LOADER_NAMES = ("train", "valid")
 DEFAULT_INFER_LOADER_NAMES = ("infer",)
@@ -86,7 +88,8 @@ class Builder:
             if spec is None:
                 continue
             cb_path = (*path, "callbacks", cb_name)
-            self.check(spec, cb_path, callback=True)
+            if not self.check(spec, cb_path, callback=True, positional=0):
+                continue  # it names nothing that can be made: said so
             callback = self.callbacks.make(spec, cb_path)
             if callback is not None:
                 callbacks[cb_name] = callback
@@ -103,9 +106,9 @@ class Builder:
         kwargs = {k: v for k, v in spec.items() if k != TARGET_KEY}
         if key == "optimizer":
             options = {k: kwargs.pop(k) for k in OPTIMIZER_OPTIONS if k in kwargs}
-            self.check({TARGET_KEY: spec[TARGET_KEY], **kwargs}, path)
+            self.check({TARGET_KEY: spec[TARGET_KEY], **kwargs}, path, positional=1)
             return OptimizerFactory(spec[TARGET_KEY], kwargs, options)
-        self.check(spec, path)
+        self.check(spec, path, positional=POSITIONAL[key])
         return Target(spec[TARGET_KEY], kwargs)
 
     def loaders(self, stage: str, spec: Any, path: Path) -> dict[str, Any]:
@@ -113,7 +116,7 @@ class Builder:
             return {}
         if TARGET_KEY in spec:
             kwargs = {k: v for k, v in spec.items() if k not in (TARGET_KEY, NAMES_KEY)}
-            self.check({TARGET_KEY: spec[TARGET_KEY], **kwargs}, path)
+            self.check({TARGET_KEY: spec[TARGET_KEY], **kwargs}, path, positional=0)
             names = spec.get(NAMES_KEY) or (DEFAULT_INFER_LOADER_NAMES if is_infer_stage(stage)
                                             else DEFAULT_LOADER_NAMES)
             source = StageLoaders(Target(spec[TARGET_KEY], kwargs), names)
@@ -122,7 +125,7 @@ class Builder:
         for name, loader in spec.items():
             if loader is None:
                 continue
-            self.check(loader, (*path, name))
+            self.check(loader, (*path, name), positional=0)
             built[name] = Target(loader[TARGET_KEY],
                                  {k: v for k, v in loader.items() if k != TARGET_KEY})
         return built
@@ -132,7 +135,7 @@ class Builder:
         compiler); the user's is imported in import mode, else stands for an unread one."""
         if spec is None:
             return None
-        self.check(spec, path)
+        self.check(spec, path, positional=0)
         target = str(spec[TARGET_KEY])
         if self.static and not target.startswith("stagegraph."):
             self.problems.warning(
@@ -151,8 +154,12 @@ class Builder:
         return value
 
     # --- static checks ------------------------------------------------------------------------
-    def check(self, spec: Mapping[str, Any], path: Path, *, callback: bool = False) -> None:
-        """SF810 / SF811 for the `_target_` mapping at ``path``, and its nested ones."""
+    def check(self, spec: Mapping[str, Any], path: Path, *, callback: bool = False,
+              positional: int | None = None) -> bool:
+        """SF810 / SF811 for the `_target_` mapping at ``path`` (called with ``positional``
+        arguments first), and its nested ones; whether it had none. A built-in callback is
+        checked by making it."""
+        before = len(self.problems.errors)
         target = str(spec[TARGET_KEY])
         kwargs = [str(k) for k in spec if k != TARGET_KEY]
         if not (callback and is_builtin(target)):
@@ -161,13 +168,15 @@ class Builder:
                                     "pkg.module.Name", "a _target_ is a dotted import path "
                                     "such as torch.optim.Adam", self._at(path, None))
             else:
-                for problem in check_target(target, kwargs, search_path=self.search_path):
+                for problem in check_target(target, kwargs, search_path=self.search_path,
+                                            positional=positional):
                     code = "SF810" if problem.key is None else "SF811"
                     self.problems.error(code, problem.message, problem.hint,
                                         self._at(path, problem.key))
         for key, value in spec.items():
             for inner_path, inner in _nested_targets(value, (*path, key)):
-                self.check(inner, inner_path)
+                self.check(inner, inner_path, positional=0)
+        return len(self.problems.errors) == before
 
     def _at(self, path: Path, key: str | None) -> Any:
         if key is None:

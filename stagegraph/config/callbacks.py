@@ -4,11 +4,12 @@ Built-in callbacks (named by class name, ``AccuracyCallback``, or by a dotted pa
 ``stagegraph``) are instantiated when the config is built: their declarations follow from their
 arguments. A user callback (a dotted path outside stagegraph) is imported and instantiated only
 in ``import`` mode (``run``). In ``static`` mode (``validate``, ``plan``, ``explain``) it is not
-imported: a stand-in `Callback` subclass carries the class's literal declarations and event
-methods, as `stagegraph.config.targets.static_callback` reads them from its source; its
-methods point at the class's own source lines, so the compiler infers the keys their code reads
-and writes as it does for an imported class. Nested `_target_` arguments of a built-in callback
-are left as lazy `Target` objects in static mode.
+imported: `stagegraph.config.targets.static_callback` reads the class from its source, and its
+stand-in (`StaticCallback.stand_in`) carries the class's literal declarations and event methods,
+which point at the real code, so the compiler infers the keys it reads and writes as it does for
+an imported class. Nested `_target_` arguments of a built-in callback are left as lazy `Target`
+objects in static mode; a built-in callback that needs them made to know its declarations (a
+torchmetrics metric) is planned from its class's declarations, with a warning (SF814).
 """
 
 from __future__ import annotations
@@ -24,9 +25,10 @@ from stagegraph.config.document import Document
 from stagegraph.config.factories import Target, instantiate, locate
 from stagegraph.config.problems import Path, Problems
 from stagegraph.config.schema import TARGET_KEY
-from stagegraph.config.targets import StaticCallback, static_callback
+from stagegraph.config.static_callback import StandIn
+from stagegraph.config.targets import BUILTIN_CALLBACKS, builtin_callback_path, static_callback
 from stagegraph.graph.callback import _DECLARATIONS, Callback
-from stagegraph.graph.enums import EVENT_METHODS, CallbackNode, CallbackOrder, CallbackScope
+from stagegraph.graph.enums import EVENT_METHODS
 
 #: Where the built-in callbacks are (imported by name: it is the runtime's package).
 BUILTINS = "stagegraph.runtime.callbacks"
@@ -35,10 +37,10 @@ DECLARATION_ARGUMENTS = tuple(inspect.signature(Callback.__init__).parameters)[1
 
 
 def builtin_callbacks() -> dict[str, type[Callback]]:
-    """The built-in callback classes by class name."""
+    """The built-in callback classes by class name (imported: the runtime's package)."""
     module = importlib.import_module(BUILTINS)
     found = {}
-    for name in getattr(module, "__all__", dir(module)):
+    for name in BUILTIN_CALLBACKS:
         value = getattr(module, name, None)
         if isinstance(value, type) and issubclass(value, Callback):
             found[name] = value
@@ -59,13 +61,6 @@ class CallbackMaker:
         self.problems = problems
         self.static = static
         self.search_path = list(search_path)
-        self._builtins: dict[str, type[Callback]] | None = None
-
-    @property
-    def builtins(self) -> dict[str, type[Callback]]:
-        if self._builtins is None:
-            self._builtins = builtin_callbacks()
-        return self._builtins
 
     def make(self, spec: Mapping[str, Any], path: Path) -> Callback | None:
         """The callback ``spec`` (a `_target_` mapping at ``path``) describes, or ``None``."""
@@ -103,28 +98,29 @@ class CallbackMaker:
             "--check`", self.document.value_at((*path, TARGET_KEY)))
         declarations = {name: getattr(cls, name) for name in (*_DECLARATIONS, "kind")
                         if name in vars(cls)}
-        events = {event: (cls.__module__, 0) for event in EVENT_METHODS
-                  if getattr(cls, event) is not getattr(Callback, event)}
-        stand = stand_in_class(cls.__module__, cls.__qualname__, declarations, events)
-        return stand(**_declarations_of(kwargs))
+        events = [event for event in EVENT_METHODS
+                  if getattr(cls, event) is not getattr(Callback, event)]
+        return stand_in_class(cls.__module__, cls.__qualname__, declarations, events)(**kwargs)
 
     def _builtin_class(self, target: str, path: Path) -> type[Callback] | None:
         at = self.document.value_at((*path, TARGET_KEY))
+        dotted = target
         if "." not in target and ":" not in target:
-            cls = self.builtins.get(target)
-            if cls is None:
+            found = builtin_callback_path(target)
+            if found is None:
                 self.problems.error(
                     "SF812", f"there is no built-in callback {target!r}."
-                    + did_you_mean(target, self.builtins),
-                    f"built-in callbacks: {', '.join(self.builtins)}; name your own callbacks "
-                    "by dotted path (my_module.MyCallback)", at)
-            return cls
+                    + did_you_mean(target, BUILTIN_CALLBACKS),
+                    f"built-in callbacks: {', '.join(sorted(BUILTIN_CALLBACKS))}; name your own "
+                    "callbacks by dotted path (my_module.MyCallback)", at)
+                return None
+            dotted = found
         try:
-            value = locate(target)
+            value = locate(dotted)
         except ImportError as err:
             self.problems.error("SF812", f"cannot import {target!r}: {err}",
-                                f"name a built-in callback by its class name, such as "
-                                f"{next(iter(self.builtins), 'AccuracyCallback')}", at)
+                                "name a built-in callback by its class name, such as "
+                                "AccuracyCallback", at)
             return None
         if not (isinstance(value, type) and issubclass(value, Callback)):
             self.problems.error("SF812", f"{target!r} is not a callback class",
@@ -179,100 +175,52 @@ class CallbackMaker:
         return callback  # the compiler reports an object that is not a Callback (SF105)
 
     # --- the user's, read from source ---------------------------------------------------------
-    def _stand_in(self, target: str, kwargs: dict[str, Any], path: Path) -> Callback:
+    def _stand_in(self, target: str, kwargs: dict[str, Any], path: Path) -> Callback | None:
+        at = self.document.value_at((*path, TARGET_KEY))
         static = static_callback(target, search_path=self.search_path)
         if static is None:
             self.problems.warning(
                 "SF814", f"the declarations of {target} cannot be read from its source, so "
                 "validate and plan treat it as declaring nothing",
                 "make it a class with literal declarations in a .py file, or check the real "
-                "one with `stagegraph run --check`",
-                self.document.value_at((*path, TARGET_KEY)))
+                "one with `stagegraph run --check`", at)
             module, _, name = target.replace(":", ".").rpartition(".")
-            return stand_in_class(module, name, {}, {})(**_declarations_of(kwargs))
-        return stand_in(static, kwargs)
-
-
-def stand_in(static: StaticCallback, kwargs: Mapping[str, Any]) -> Callback:
-    """A `Callback` standing for the class ``static`` describes, made with ``kwargs``: the
-    declarations among them as the real class would take them, the others kept as attributes
-    (so two entries configured alike compare alike)."""
-    methods = dict(getattr(static, "methods", None) or {})
-    events = getattr(static, "events", None) or {}
-    for event in events:
-        methods.setdefault(event, events[event] if isinstance(events, Mapping) else 0)
-    # Only what the compiler reads: a stand-in keeps Callback's own __init__, state_dict...
-    methods = {name: line for name, line in methods.items()
-               if name in EVENT_METHODS or not (name.startswith("__") or hasattr(Callback, name))}
-    cls = stand_in_class(static.module, static.qualname,
-                         _normalised(getattr(static, "declarations", None) or {}),
-                         {name: (static.file, line) for name, line in methods.items()})
-    callback = cls(**_declarations_of(kwargs))
-    for name, value in kwargs.items():
-        if name not in DECLARATION_ARGUMENTS and not name.startswith(("_", "on_")):
-            setattr(callback, name, value)
-    return callback
+            return stand_in_class(module, name, {}, ())(**kwargs)
+        if static.is_callback is False:
+            self.problems.error("SF813", f"{target} is not a stagegraph Callback subclass",
+                                "callbacks subclass stagegraph.Callback", at)
+            return None
+        unknown = [name for name in static.unknown if name not in kwargs]
+        if unknown:
+            self.problems.warning(
+                "SF814", f"{target}'s {', '.join(unknown)} cannot be known from its source (set "
+                "by code, or in a base class that cannot be read), so validate and plan do not "
+                "know them", "give them as literal class attributes, or as arguments here, or "
+                "check the real callback with `stagegraph run --check`", at)
+        callback = static.stand_in()(**kwargs)
+        for name, value in kwargs.items():  # configured alike compares alike (migration)
+            if name not in DECLARATION_ARGUMENTS and not name.startswith(("_", "on_")):
+                setattr(callback, name, value)
+        return callback
 
 
 def stand_in_class(module: str, qualname: str, declarations: Mapping[str, Any],
-                   methods: Mapping[str, tuple[str, int]]) -> type[Callback]:
-    """A `Callback` subclass named ``module.qualname`` with ``declarations`` as class
-    attributes and a never-called method per entry of ``methods`` (name -> file, line)."""
+                   events: Sequence[str]) -> type[Callback]:
+    """A `Callback` subclass named ``module.qualname`` with ``declarations`` as class attributes
+    and a no-op method per event of ``events``, taking any keyword arguments (`StandIn`)."""
     namespace: dict[str, Any] = {"__module__": module, "__qualname__": qualname,
-                                 "__doc__": f"Stands for {module}.{qualname}, not imported."}
+                                 "__doc__": f"Stands for {module}.{qualname}, not made."}
     namespace.update(declarations)
-    for name, (file, line) in methods.items():
-        namespace[name] = _method(name, file, line)
-    return type(qualname.rpartition(".")[2], (Callback,), namespace)
+    for event in events:
+        namespace[event] = _no_op
+    return type(qualname.rpartition(".")[2], (StandIn,), namespace)
 
 
-def _method(name: str, file: str, line: int) -> Any:
-    """A method that is never called, whose code object names ``name`` at ``file:line``: the
-    compiler reads the real method's source there (`stagegraph.compiler.source.definition`).
-
-    Its body names the runner's dictionaries and ``super`` so that the compiler does not skip it
-    as code that accesses none of them.
-    """
-    def method(self: Any, runner: Any, *args: Any, **kwargs: Any) -> None:
-        raise RuntimeError("a static stand-in callback is never run", runner.batch_metrics,
-                           runner.loader_metrics, runner.epoch_metrics, runner.valid_metrics,
-                           runner.output, runner.input, super)
-
-    code = method.__code__
-    if line > 0:
-        code = code.replace(co_name=name, co_filename=file, co_firstlineno=line)
-        if hasattr(code, "co_qualname"):
-            code = code.replace(co_qualname=name)
-    method.__code__ = code
-    method.__name__ = method.__qualname__ = name
-    return method
+def _no_op(self: Any, runner: Any) -> None:
+    """An event the stood-for class handles; a stand-in is never run."""
 
 
 def _has_target(value: Any) -> bool:
     if isinstance(value, Mapping):
         return TARGET_KEY in value or any(_has_target(v) for v in value.values())
     return isinstance(value, list) and any(_has_target(v) for v in value)
-
-
-def _declarations_of(kwargs: Mapping[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in kwargs.items() if k in DECLARATION_ARGUMENTS}
-
-
-_ENUMS: dict[str, Any] = {"order": CallbackOrder, "node": CallbackNode, "scope": CallbackScope}
-
-
-def _normalised(declarations: Mapping[str, Any]) -> dict[str, Any]:
-    """Declarations as the class would hold them: ``'CallbackOrder.Metric'`` -> 20, lists ->
-    tuples; names that are no declaration are dropped."""
-    found: dict[str, Any] = {}
-    for name, value in declarations.items():
-        if name not in _DECLARATIONS and name != "kind":
-            continue
-        if name in _ENUMS and isinstance(value, str):
-            member = value.rpartition(".")[2]
-            enum = _ENUMS[name]
-            value = enum[member] if member in enum.__members__ else value
-        elif isinstance(value, list):
-            value = tuple(value)
-        found[name] = value
-    return found

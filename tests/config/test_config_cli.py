@@ -33,6 +33,9 @@ CONFIG = """
     """
 
 
+PARTS = "def model(): ...\n\n\ndef loader(): ...\n"
+
+
 def run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str]:
     try:
         code = main(list(args))
@@ -47,6 +50,7 @@ def test_compiler_diagnostics_point_at_what_the_file_says(
         monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
     write(tmp_path, CONFIG)
+    write(tmp_path, PARTS, "parts.py")
     code, out = run(capsys, "validate", "exp.yaml")
     assert code == 1
     located = [line.split(" stage ")[0] for line in out.splitlines() if line.startswith("exp.")]
@@ -83,6 +87,7 @@ def test_a_bad_set_is_a_usage_error(tmp_path: Path, capsys: pytest.CaptureFixtur
                                     monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
     write(tmp_path, CONFIG)
+    write(tmp_path, PARTS, "parts.py")
     code, out = run(capsys, "plan", "exp.yaml", "--set", "stages.train.main_metrc=accuracy")
     assert code == 2
     assert out.startswith("exp.yaml:9:3: error[SF808] --set stages.train.main_metrc=accuracy: "
