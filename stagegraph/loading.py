@@ -63,11 +63,17 @@ class LoadProblem:
 
 
 class LoadError(Exception):
-    """Raised by `load_experiment`; ``problem`` says what went wrong and how to fix it."""
+    """Raised by `load_experiment`; ``problem`` says what went wrong and how to fix it.
 
-    def __init__(self, problem: LoadProblem) -> None:
-        super().__init__(str(problem))
+    A config file may have several problems at once: ``problems`` lists them all (``problem``
+    first). ``exit_code`` is the command's: 1, or 2 for a usage error (a bad ``--set``).
+    """
+
+    def __init__(self, problem: LoadProblem, *more: LoadProblem, exit_code: int = 1) -> None:
+        super().__init__("\n".join(str(p) for p in (problem, *more)))
         self.problem = problem
+        self.problems: tuple[LoadProblem, ...] = (problem, *more)
+        self.exit_code = exit_code
 
 
 def split_spec(spec: str) -> tuple[str, str]:

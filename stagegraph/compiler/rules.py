@@ -34,6 +34,7 @@ GROUPS: dict[str, str] = {
     "SF4": "callback order",
     "SF5": "checks before running",
     "SF6": "resuming a run",
+    "SF8": "reading a config file",
 }
 
 
@@ -60,8 +61,11 @@ class Rule:
             return ""
         if self.code.startswith("SF0"):
             return "it is reported while loading the file, before any lints setting exists"
-        if self.code.startswith("SF6"):
+        if self.code.startswith("SF6") or self.code == "SF815":
             return "it is reported when a run resumes, after compiling, where lints do not apply"
+        if self.code.startswith("SF8"):
+            return ("it is reported while reading the config file, before the experiment and "
+                    "its lints settings exist")
         return "the plan could not run at all"
 
 
@@ -217,6 +221,49 @@ RULES: dict[str, Rule] = _rules(
     Rule("SF605", "error", "a checkpoint could not be loaded",
          "Resume with the code the checkpoint was written by, or start over without --resume.",
          fixed=True),
+    # Reading a config file.
+    Rule("SF801", "error", "the config file cannot be read: a YAML or JSON syntax error, or not "
+         "UTF-8 text",
+         "Fix the line and column the message points at (YAML indents with spaces, not tabs).",
+         fixed=True),
+    Rule("SF802", "error", "a key is written twice in one mapping",
+         "Keep one of the two: YAML would silently keep only the last.", fixed=True),
+    Rule("SF803", "error", "a value has the wrong type or is out of range",
+         "Give the value the type the message names (num_epochs: 3, not \"3\").", fixed=True),
+    Rule("SF804", "error", "an unknown key",
+         "Fix the key's spelling (the message suggests a close one); the hint lists the keys "
+         "that mapping takes.", fixed=True),
+    Rule("SF805", "error", "a required key is missing",
+         "Add the key (experiment: NAME, stages: {...}, _target_: pkg.module.Name).",
+         fixed=True),
+    Rule("SF806", "error", "a ${...} names no value of the file, or puts a mapping inside text",
+         "Name a value of the file by its keys, ${stages.train.num_epochs}; write \\${ for a "
+         "literal ${.", fixed=True),
+    Rule("SF807", "error", "references with ${...} form a cycle",
+         "Give one of the values on the cycle directly.", fixed=True),
+    Rule("SF808", "error", "a --set names no setting of the file",
+         "Name a key of the file, from the top: --set stages.train.num_epochs=5.", fixed=True),
+    Rule("SF809", "error", "a --set gives a value of the wrong type or no YAML value",
+         "Give a value of the setting's type, as YAML: --set stages.train.num_epochs=5.",
+         fixed=True),
+    Rule("SF810", "error", "a _target_ names a module or name that cannot be found",
+         "Fix the dotted path (pkg.module.Name) or make the module importable: install it, or "
+         "put it next to the config file.", fixed=True),
+    Rule("SF811", "error", "a _target_ is given a keyword argument it does not take",
+         "Fix the argument's name (the message suggests one) or remove it.", fixed=True),
+    Rule("SF812", "error", "a built-in callback is unknown or cannot be made with its arguments",
+         "Name a built-in callback by its class name (AccuracyCallback) and give it the "
+         "arguments docs/callbacks.md lists; name your own by dotted path.", fixed=True),
+    Rule("SF813", "error", "a callback of yours cannot be imported or created",
+         "Fix the error the message quotes: the module must import and the class must accept "
+         "the arguments the config gives.", fixed=True),
+    Rule("SF814", "warning", "a callback's declarations cannot be read without importing it, so "
+         "validate and plan do not know them",
+         "Define the callback as a class with literal declarations (reads = (...), order = ...) "
+         "in a .py file, or check the run with `stagegraph run --check`.", fixed=True),
+    Rule("SF815", "error", "the config changed since the checkpoint was written",
+         "Resume with the config (and --set values) the checkpoint was written by, or pass "
+         "--allow-plan-change to resume anyway.", fixed=True),
 )
 
 
