@@ -34,7 +34,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 141
     except LoadError as err:
         _report_load_error(err, args)
-        return 1
+        return err.exit_code
     except Exception as err:  # a bug in stagegraph: say so, without a traceback by default
         if args.traceback:
             traceback.print_exc()
@@ -57,7 +57,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="stagegraph",
         description="Compile, check, draw and run multi-stage PyTorch experiments.",
-        epilog="EXP is path/to/file.py (its `experiment`) or path/to/file.py:NAME.")
+        epilog="EXP is path/to/file.py (its `experiment`), path/to/file.py:NAME, or a config "
+               "file path/to/exp.yaml (.yml, .json).")
     parser.add_argument("--version", action="version",
                         version=f"stagegraph {stagegraph.__version__}")
     sub = parser.add_subparsers(title="commands", metavar="COMMAND", required=True)
@@ -68,10 +69,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _report_load_error(err: LoadError, args: argparse.Namespace) -> None:
     if getattr(args, "format", "text") == "json":
-        print(json.dumps([err.problem.to_json()], indent=2))
+        print(json.dumps([problem.to_json() for problem in err.problems], indent=2))
         return
     stream = sys.stdout if getattr(args, "errors_to_stdout", False) else sys.stderr
-    print(err.problem, file=stream)
+    for problem in err.problems:
+        print(problem, file=stream)
     if args.traceback and err.__cause__ is not None:
         traceback.print_exception(err.__cause__)
     print(f"could not load {args.exp!r}", file=stream)

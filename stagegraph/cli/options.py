@@ -12,7 +12,10 @@ from stagegraph.graph.enums import RankKind
 from stagegraph.loading import LoadProblem, load_experiment, shadowing, split_spec
 
 DEVICE_HELP = "cpu, cuda, cuda:N, mps or auto (default: the experiment's device, else auto)"
-EXP_HELP = "path/to/file.py or path/to/file.py:NAME"
+EXP_HELP = ("path/to/file.py or path/to/file.py:NAME, or a config file path/to/exp.yaml "
+            "(.yml, .json)")
+SET_HELP = ("change a value of a config file: --set stages.train.num_epochs=5 (VALUE is YAML; "
+            "repeatable)")
 
 
 def common_options() -> argparse.ArgumentParser:
@@ -21,7 +24,14 @@ def common_options() -> argparse.ArgumentParser:
     common.add_argument("exp", metavar="EXP", help=EXP_HELP)
     common.add_argument("--traceback", action="store_true",
                         help="show Python tracebacks for failures")
+    add_set_option(common)
     return common
+
+
+def add_set_option(parser: argparse.ArgumentParser) -> None:
+    """``--set PATH=VALUE``, repeatable: overrides for a config file."""
+    parser.add_argument("--set", action="append", default=[], metavar="PATH=VALUE",
+                        dest="overrides", help=SET_HELP)
 
 
 def compile_options(logdir_help: str = "a log directory (adds checkpoint and CSV callbacks)"
@@ -55,13 +65,16 @@ def seconds(value: str) -> float:
 
 
 def compile_exp(args: argparse.Namespace, *, notes: list[LoadProblem] | None = None,
-                **options: Any) -> ExecutionPlan:
+                static: bool = True, **options: Any) -> ExecutionPlan:
     """Load EXP and compile it. What EXP prints while it loads goes to stderr, so that stdout
     carries only the command's output (``validate --format json`` stays JSON). The warnings
-    about loading it (SF007) go to ``notes``, else are printed on stderr."""
+    about loading it (SF007, a config file's SF814) go to ``notes``, else are printed on stderr.
+    ``static``: a config file's own callbacks are read from source, not imported (all but run).
+    """
     with contextlib.redirect_stdout(sys.stderr):
-        experiment = load_experiment(args.exp)
-    found = shadowing(split_spec(args.exp)[0])
+        experiment = load_experiment(args.exp, overrides=getattr(args, "overrides", []),
+                                     static=static)
+    found = [*shadowing(split_spec(args.exp)[0]), *getattr(experiment, "notes", [])]
     if notes is None:
         for note in found:
             print(note, file=sys.stderr)

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from stagegraph.cli.options import common_options, compile_exp, compile_options
-from stagegraph.cli.validate import summary
+from stagegraph.cli.validate import located, summary
 from stagegraph.compiler import ExecutionPlan
 
 OUTPUT_SUFFIXES = (".svg", ".png", ".dot", ".gv", ".json")
@@ -47,7 +47,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
     except MissingDot as err:
         print(f"error: {err}\n  hint: {GRAPHVIZ_HINT}", file=sys.stderr)
         return 1
-    for diagnostic in plan.diagnostics:
+    for diagnostic in located(plan):
         print(diagnostic, file=sys.stderr)
     print(f"wrote {args.output}; {summary(plan)}")
     return 0 if plan.ok else 1

@@ -19,7 +19,7 @@ from stagegraph.cli.options import (
     positive_int,
     seconds,
 )
-from stagegraph.cli.validate import report_before_run, summary
+from stagegraph.cli.validate import located, report_before_run, summary
 from stagegraph.compiler import ExecutionPlan
 from stagegraph.loading import LoadProblem
 
@@ -81,9 +81,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         return 2
     notes: list[LoadProblem] = []
     plan = compile_exp(args, notes=notes, verbose=not args.quiet,
-                       rank=env.kind if env else "single")
+                       rank=env.kind if env else "single", static=False)
     if not plan.ok:
-        for diagnostic in [*notes, *plan.diagnostics]:
+        for diagnostic in [*notes, *located(plan)]:
             print(diagnostic, file=sys.stderr)
         print(f"not running: {summary(plan)}", file=sys.stderr)
         return 1

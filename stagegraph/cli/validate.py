@@ -14,9 +14,10 @@ import textwrap
 from collections.abc import Sequence
 from typing import Any, TextIO
 
-from stagegraph.cli.options import EXP_HELP, compile_exp, compile_options
+from stagegraph.cli.options import EXP_HELP, add_set_option, compile_exp, compile_options
 from stagegraph.compiler import Diagnostic, ExecutionPlan, Severity
 from stagegraph.compiler.rules import LEVELS, RULES, Rule, closest_code
+from stagegraph.config import ConfigExperiment, LocatedDiagnostic, locate
 from stagegraph.loading import LoadProblem
 
 LOGDIR_HELP = ("the log directory the run will use: checks the run's file-writing callbacks "
@@ -34,6 +35,7 @@ def add_parser(sub: Any) -> None:
                           help=EXP_HELP)
     validate.add_argument("--traceback", action="store_true",
                           help="show Python tracebacks for failures")
+    add_set_option(validate)
     validate.add_argument("--format", choices=("text", "json"), default="text")
     validate.add_argument("--strict", action="store_true",
                           help="count warnings as errors: exit 1 if there is any")
@@ -67,17 +69,29 @@ def print_validation(plan: ExecutionPlan, *, json_format: bool, strict: bool,
     """Print the warnings about loading the file (``notes``), ``plan``'s diagnostics and the
     summary; the exit code (1 on errors, or warnings if ``strict``)."""
     if json_format:
-        items = [n.to_json() for n in notes] + [diagnostic_json(d) for d in plan.diagnostics]
+        items = [n.to_json() for n in notes] + [diagnostic_json(d) for d in located(plan)]
         print(json.dumps(items, indent=2))
     else:
-        for item in [*notes, *plan.diagnostics]:
+        for item in [*notes, *located(plan)]:
             print(item)
         print(summary(plan, strict=strict, load_warnings=len(notes)))
     return 1 if plan.errors or (strict and (plan.warnings or notes)) else 0
 
 
-def diagnostic_json(diagnostic: Diagnostic) -> dict[str, Any]:
-    """A diagnostic as in the plan format, plus its code's ``default_level``."""
+def located(plan: ExecutionPlan) -> list[Diagnostic | LocatedDiagnostic]:
+    """The plan's diagnostics; for an experiment from a config file, each with the file, line
+    and column it is about."""
+    experiment = plan.experiment_object
+    if isinstance(experiment, ConfigExperiment):
+        return list(locate(plan.diagnostics, experiment.document))
+    return list(plan.diagnostics)
+
+
+def diagnostic_json(diagnostic: Diagnostic | LocatedDiagnostic) -> dict[str, Any]:
+    """A diagnostic as in the plan format, plus its code's ``default_level`` (and ``file``,
+    ``line``, ``column`` for one about a config file)."""
+    if isinstance(diagnostic, LocatedDiagnostic):
+        return diagnostic.to_json()
     rule = RULES.get(diagnostic.code)
     return {**diagnostic.model_dump(mode="json"),
             "default_level": rule.default if rule is not None else None}
@@ -111,7 +125,7 @@ def report_before_run(plan: ExecutionPlan, stream: TextIO | None = None,
     if not plan.diagnostics and not notes:
         return
     stream = stream or sys.stderr
-    for item in [*notes, *plan.diagnostics]:
+    for item in [*notes, *located(plan)]:
         print(item, file=stream)
     print(f"running: {summary(plan, load_warnings=len(notes))}", file=stream)
 

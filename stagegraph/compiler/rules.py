@@ -257,8 +257,8 @@ RULES: dict[str, Rule] = _rules(
     Rule("SF813", "error", "a callback of yours cannot be imported or created",
          "Fix the error the message quotes: the module must import and the class must accept "
          "the arguments the config gives.", fixed=True),
-    Rule("SF814", "warning", "a callback's declarations cannot be read without importing it, so "
-         "validate and plan do not know them",
+    Rule("SF814", "warning", "a callback's or handler's declarations cannot be read without "
+         "importing it",
          "Define the callback as a class with literal declarations (reads = (...), order = ...) "
          "in a .py file, or check the run with `stagegraph run --check`.", fixed=True),
     Rule("SF815", "error", "the config changed since the checkpoint was written",

@@ -76,12 +76,9 @@ class Document:
         """The value at ``path``; `KeyError` when there is none."""
         value = self.data
         for part in path:
-            if isinstance(value, dict) and part in value:
-                value = value[part]
-            elif isinstance(value, list) and isinstance(part, int) and 0 <= part < len(value):
-                value = value[part]
-            else:
+            if not has(value, part):
                 raise KeyError(part)
+            value = value[part]
         return value
 
     def relocate(self, source: Path, target: Path, other: Document | None = None) -> None:
@@ -98,6 +95,13 @@ class Document:
         for table in (self.values, self.keys):
             for path in [p for p in table if p[:len(prefix)] == prefix]:
                 del table[path]
+
+
+def has(value: Any, part: Any) -> bool:
+    """Whether ``value[part]`` is a key of a mapping or an index of a list."""
+    if isinstance(value, dict):
+        return part in value
+    return isinstance(value, list) and isinstance(part, int) and 0 <= part < len(value)
 
 
 def read_document(path: str, problems: Problems) -> Document | None:

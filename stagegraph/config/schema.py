@@ -44,7 +44,7 @@ class Target(BaseModel):
                               json_schema_extra={"additionalProperties": True})
 
     target: str = Field(
-        alias=TARGET_KEY, pattern=DOTTED,
+        alias="_target_", pattern=DOTTED,
         description="what to import and call: 'pkg.module.Name' or 'pkg.module:Name'; the other "
                     "keys are its keyword arguments")
 
@@ -79,7 +79,7 @@ class LoaderFactory(Target):
     """A factory returning every loader of a stage as a mapping ``{name: loader}``."""
 
     names: list[str] | None = Field(
-        None, alias=NAMES_KEY,
+        None, alias="_names_",
         description="the names of the loaders it returns (default: train and valid, or infer "
                     "in an infer* stage); the compiler checks a stage by them")
 
@@ -92,7 +92,7 @@ def _loaders_form(value: Any) -> str:
 
 Loaders = Annotated[
     Annotated[LoaderFactory, Tag("factory")]
-    | Annotated[dict[str, Target], Tag("named")],
+    | Annotated[dict[str, Target | None], Tag("named")],
     Discriminator(_loaders_form),
 ]
 

@@ -13,7 +13,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from stagegraph.compiler.diagnostics import did_you_mean
-from stagegraph.config.document import Document
+from stagegraph.config.document import Document, has
 from stagegraph.config.problems import Path, Position, Problems, dotted
 from stagegraph.config.schema import ConfigFile
 from stagegraph.config.shape import shape_at
@@ -32,7 +32,7 @@ def validate(document: Document, problems: Problems) -> ConfigFile | None:
     try:
         return ConfigFile.model_validate(document.data)
     except ValidationError as err:
-        grouped: dict[tuple[str, Path], list[dict[str, Any]]] = {}
+        grouped: dict[tuple[str, Path], list[Any]] = {}
         for error in err.errors():
             kind, path = _resolve(error, document.data)
             grouped.setdefault((kind, path), []).append(error)
@@ -57,13 +57,9 @@ def _in_document(loc: Path, data: Any) -> Path:
     path: list[Any] = []
     node = data
     for part in loc:
-        if isinstance(node, dict) and part in node:
+        if has(node, part):
             node = node[part]
-        elif isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node):
-            node = node[part]
-        else:
-            continue
-        path.append(part)
+            path.append(part)
     return tuple(path)
 
 

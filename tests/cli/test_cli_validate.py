@@ -129,7 +129,7 @@ def test_explain_an_unknown_code_is_a_usage_error(capsys: pytest.CaptureFixture[
     assert result.code == 2 and result.out == ""
     assert result.err.startswith("usage: stagegraph validate")
     assert ("stagegraph validate: error: --explain: no diagnostic code 'SF3O1'. Did you mean "
-            "'SF301'? Codes run from SF001 to SF605") in result.err
+            f"'SF301'? Codes run from SF001 to {max(RULES)}") in result.err
     result = cli(capsys, "validate", "--explain", "SF999")
     assert result.code == 2 and "Did you mean" not in result.err
 

@@ -42,7 +42,8 @@ def test_rank_arguments_keep_every_run_option_but_ddp() -> None:
     parser = cli_module.build_parser()
     argv = ["run", VALID, "--ddp", "2", "--device", "cpu", "--logdir", "l", "--check",
             "--quiet", "--traceback", "--dist-timeout", "1.5", "--resume", "l/other",
-            "--allow-plan-change", "--overwrite", "--checkpoint-every", "4"]
+            "--allow-plan-change", "--overwrite", "--checkpoint-every", "4",
+            "--set", "optimizer.lr=0.1", "--set", "seed=3"]
     args = parser.parse_args(argv)
     again = parser.parse_args(launch.rank_arguments(args))
     assert {**vars(args), "ddp": None} == vars(again)

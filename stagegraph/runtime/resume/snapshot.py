@@ -57,6 +57,8 @@ def snapshot(runner: Any, *, shared_model: Any, carried: Mapping[str, Any],
         "is_best_valid": bool(runner.is_best_valid),
         "check": check,
         "plan": runner.plan.to_json(indent=None),
+        # The effective config file the experiment was built from (None: written in Python).
+        "config": getattr(runner.experiment, "config", None),
         "rng": rng.capture(),
         "loaders": rng.capture_loaders(runner.loaders or {}),
         "shared_model": state_of(shared_model) if own_model else None,
