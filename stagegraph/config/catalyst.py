@@ -35,6 +35,9 @@ STAGE_PARAMS = ("num_epochs", "main_metric", "minimize_metric", "valid_loader",
                 "migrate_from_previous_stage", "check_run")
 COMPONENTS = {"criterion": "criterion_params", "optimizer": "optimizer_params",
               "scheduler": "scheduler_params"}
+#: Catalyst callbacks that did nothing in an infer* stage (no optimizer, no valid metrics).
+INFER_NOOPS = ("OptimizerCallback", "SchedulerCallback", "CheckpointCallback",
+               "EarlyStoppingCallback")
 
 
 @dataclass
@@ -72,17 +75,22 @@ def convert_document(document: Document, *, name: str, data_factory: str | None 
     """Convert a Catalyst config already read (`stagegraph.config.document`)."""
     data = document.data
     stages = data.get("stages") if isinstance(data, dict) else None
+    problems = Problems()
+    if isinstance(data, dict) and "experiment" in data:
+        problems.error("SF850", "this is a stagegraph config already (it has experiment:), not "
+                       "a Catalyst 20.x one", "check it with stagegraph validate; it needs no "
+                       "conversion", document.key_at(("experiment",)))
+        return Conversion(None, None, problems.items)
     if not isinstance(stages, dict) or not _stage_names(stages):
         position = (document.key_at(("stages",)) if isinstance(data, dict) and "stages" in data
                     else Position(document.file, 1, 1))
-        problem = ConfigProblem.at(
-            "SF850", "this is not a Catalyst 20.x config: it has no stages: mapping with at "
-            "least one stage", "convert the YAML file you ran with catalyst-dl run --config; "
-            "a stagegraph config needs no conversion", position)
-        return Conversion(None, None, [problem])
+        problems.error("SF850", "this is not a Catalyst 20.x config: it has no stages: mapping "
+                       "with at least one stage", "convert the YAML file you ran with "
+                       "catalyst-dl run --config", position)
+        return Conversion(None, None, problems.items)
     args = data.get("args") if isinstance(data.get("args"), dict) else {}
     expdir = args.get("expdir")
-    ctx = Context(document, module_of(expdir) if isinstance(expdir, str) else None)
+    ctx = Context(document, (module_of(expdir) or None) if isinstance(expdir, str) else None)
     _survey(ctx, stages)
     factory = data_factory or (f"{ctx.module}.{components.DATA_FACTORY}" if ctx.module
                                else f"TODO.{components.DATA_FACTORY}")
@@ -165,16 +173,16 @@ def _stage_params(ctx: Context, params: Any, path: Path, out: Block) -> None:
         where = (*path, key)
         if key in STAGE_PARAMS:
             renamed = ctx.metric(value) if key == "main_metric" else value
-            note = (ctx.report("SF856", where, f"main_metric {value!r} is {renamed!r} in "
+            note = (ctx.info("SF856", where, f"main_metric {value!r} is {renamed!r} in "
                                "stagegraph (its top-1 accuracy has no 01 suffix)", value=True)
                     if renamed != value else "")
             out.add(key, renamed, note=note)
         elif key == "checkpoint_data":
-            ctx.report("SF854", where, "checkpoint_data has no stagegraph equivalent; left out "
+            ctx.warning("SF854", where, "checkpoint_data has no stagegraph equivalent; left out "
                        f"({value!r})", "stagegraph saves the effective config beside the plan "
                        "in the logdir; keep such notes in the config as comments")
         elif key in ("logdir", "verbose", "is_check_run"):
-            ctx.report("SF856", where, f"{key} is a command-line option in stagegraph",
+            ctx.info("SF856", where, f"{key} is a command-line option in stagegraph",
                        "stagegraph run exp.yaml --logdir DIR (--quiet, --check)")
         else:
             ctx.unknown(where, [*STAGE_PARAMS, "checkpoint_data"], "state_params")
@@ -206,12 +214,27 @@ def _stage(ctx: Context, stage: str, stages: Mapping[str, Any], shared: Mapping[
                 out.add(kind, built, comment=note)
     callbacks, check_run = _callbacks(ctx, own.get("callbacks_params"),
                                       shared.get("callbacks_params") or {}, path)
+    if stage.startswith("infer"):
+        _infer_noops(ctx, stage, shared.get("callbacks_params"), own.get("callbacks_params"),
+                     callbacks)
     if after is not None and not stage.startswith("infer"):
         _best_for_next(ctx, stage, after, deep_merge(shared.get("callbacks_params") or {},
                                                      own.get("callbacks_params") or {}),
                        callbacks)
     _add_callbacks(out, callbacks, check_run)
     return out
+
+
+def _infer_noops(ctx: Context, stage: str, shared: Any, own: Any, callbacks: Block) -> None:
+    """Shared callbacks that Catalyst ran as no-ops in an inference stage are removed from it
+    (stagegraph would refuse them there: no optimizer, no valid metrics)."""
+    own = own if isinstance(own, dict) else {}
+    for name, params in (shared or {}).items() if isinstance(shared, dict) else ():
+        kind = params.get("callback") if isinstance(params, dict) else None
+        if kind in INFER_NOOPS and name not in own:
+            callbacks.add(name, None, note=ctx.info(
+                "SF856", ("stages", stage), f"the shared {kind} {name!r} is left out of the "
+                f"inference stage {stage!r}, where Catalyst's did nothing"))
 
 
 def _best_for_next(ctx: Context, stage: str, after: str, merged: Any, callbacks: Block) -> None:
@@ -227,7 +250,7 @@ def _best_for_next(ctx: Context, stage: str, after: str, merged: Any, callbacks:
     entry = callbacks.get(name)
     if entry is not None and not isinstance(entry.value, Block):
         return  # removed in this stage
-    note = ctx.report("SF856", ("stages", after), f"Catalyst started stage {after!r} from the "
+    note = ctx.info("SF856", ("stages", after), f"Catalyst started stage {after!r} from the "
                       f"best checkpoint (best.pth): stage {stage!r} loads its best weights back "
                       "when it ends", value=False)
     if entry is not None:
@@ -261,7 +284,7 @@ def _callbacks(ctx: Context, own: Any, shared: Mapping[str, Any], path: Path
             params = deep_merge(base, params)
         if isinstance(params, dict) and params.get("callback") == "CheckRunCallback":
             check_run = True
-            ctx.report("SF855", (*where, name), "CheckRunCallback becomes the stage's "
+            ctx.warning("SF855", (*where, name), "CheckRunCallback becomes the stage's "
                        "check_run: true (2 batches per loader, 2 epochs; Catalyst's "
                        "num_batch_steps / num_epoch_steps are left out)",
                        "or run the whole experiment so: stagegraph run exp.yaml --check")

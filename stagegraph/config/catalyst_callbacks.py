@@ -35,7 +35,7 @@ class Rule:
 # --- arguments whose values change --------------------------------------------------------------
 def _multiplier(ctx: Context, args: Mapping[str, Any], path: Path, out: Block) -> None:
     if args["multiplier"] != 1 and args["multiplier"] != 1.0:
-        ctx.report("SF854", (*path, "multiplier"), "multiplier has no stagegraph equivalent; "
+        ctx.warning("SF854", (*path, "multiplier"), "multiplier has no stagegraph equivalent; "
                    "left out", "scale the loss in your criterion, or in a callback of yours")
 
 
@@ -49,12 +49,12 @@ def _grad_clip(ctx: Context, args: Mapping[str, Any], path: Path, out: Block) ->
             "func", "max_norm", "norm_type"}:
         out.add("grad_clip_norm", params["max_norm"])
         if params.get("norm_type", 2) not in (2, 2.0):
-            ctx.report("SF854", where, "norm_type other than 2 has no stagegraph equivalent; "
+            ctx.warning("SF854", where, "norm_type other than 2 has no stagegraph equivalent; "
                        "the norm is clipped as the 2-norm", "clip in a callback of yours")
     elif func == "clip_grad_value_" and set(params) == {"func", "clip_value"}:
         out.add("grad_clip_value", params["clip_value"])
     else:
-        ctx.report("SF854", where, f"grad_clip_params {dict(params)!r} has no stagegraph "
+        ctx.warning("SF854", where, f"grad_clip_params {dict(params)!r} has no stagegraph "
                    "equivalent; left out", "stagegraph clips with grad_clip_norm (the 2-norm) "
                    "or grad_clip_value")
 
@@ -70,7 +70,7 @@ def _topk(ctx: Context, args: Mapping[str, Any], path: Path, out: Block) -> None
 
 def _activation(ctx: Context, args: Mapping[str, Any], path: Path, out: Block) -> None:
     if args["activation"] not in (None, "Softmax", "none"):
-        ctx.report("SF855", (*path, "activation"), f"activation {args['activation']!r} is "
+        ctx.warning("SF855", (*path, "activation"), f"activation {args['activation']!r} is "
                    "left out: stagegraph's accuracy ranks the raw scores (the same for Softmax)",
                    "for binary scores AccuracyCallback thresholds at threshold= (0.0 on logits)")
 
@@ -80,14 +80,14 @@ def _checkpoint_end(ctx: Context, args: Mapping[str, Any], path: Path, out: Bloc
     if value in ("best", "best_full"):
         out.add("load_best_on_stage_end", True)
     elif value is not None:
-        ctx.report("SF854", (*path, "load_on_stage_end"), f"load_on_stage_end {value!r} has no "
+        ctx.warning("SF854", (*path, "load_on_stage_end"), f"load_on_stage_end {value!r} has no "
                    "stagegraph equivalent; left out", "CheckpointCallback(load_best_on_stage_end="
                    "true) loads the best weights back; the last ones stay in the model anyway")
 
 
 def _checkpoint_start(ctx: Context, args: Mapping[str, Any], path: Path, out: Block) -> None:
     if args["load_on_stage_start"] is not None:
-        ctx.report("SF854", (*path, "load_on_stage_start"), "load_on_stage_start has no "
+        ctx.warning("SF854", (*path, "load_on_stage_start"), "load_on_stage_start has no "
                    "stagegraph equivalent; left out", "the experiment's model carries its "
                    "weights from stage to stage; to load a file, do it in your model factory")
 
@@ -95,7 +95,7 @@ def _checkpoint_start(ctx: Context, args: Mapping[str, Any], path: Path, out: Bl
 def _resume(ctx: Context, args: Mapping[str, Any], path: Path, out: Block) -> None:
     for key in ("resume", "resume_dir"):
         if args.get(key) is not None:
-            ctx.report("SF856", (*path, key), f"{key} is a command-line option in stagegraph",
+            ctx.info("SF856", (*path, key), f"{key} is a command-line option in stagegraph",
                        "stagegraph run exp.yaml --logdir DIR --resume [PATH]")
 
 
@@ -103,16 +103,16 @@ def _tensorboard(ctx: Context, args: Mapping[str, Any], path: Path, out: Block) 
     if args.get("log_on_batch_end", True):
         out.add("log_batch_every", 1)
     if args.get("metric_names") is not None:
-        ctx.report("SF854", (*path, "metric_names"), "metric_names has no stagegraph "
+        ctx.warning("SF854", (*path, "metric_names"), "metric_names has no stagegraph "
                    "equivalent: every metric is logged", "")
     if args.get("log_on_epoch_end", True) is False:
-        ctx.report("SF854", (*path, "log_on_epoch_end"), "log_on_epoch_end: false has no "
+        ctx.warning("SF854", (*path, "log_on_epoch_end"), "log_on_epoch_end: false has no "
                    "stagegraph equivalent: epoch metrics are always logged", "")
 
 
 def _reduced_metric(ctx: Context, args: Mapping[str, Any], path: Path, out: Block) -> None:
     if args["reduced_metric"] is not None:
-        ctx.report("SF855", (*path, "reduced_metric"), "stagegraph steps ReduceLROnPlateau on "
+        ctx.warning("SF855", (*path, "reduced_metric"), "stagegraph steps ReduceLROnPlateau on "
                    "the stage's main_metric; reduced_metric is left out",
                    f"make {ctx.metric(args['reduced_metric'])!r} the stage's main_metric")
 
@@ -201,11 +201,11 @@ def convert_callback(ctx: Context, params: Any, path: Path) -> tuple[Block | Non
         return None, ctx.wrong(path, "a mapping {callback: ClassName, ...arguments}")
     name, args = params["callback"], {k: v for k, v in params.items() if k != "callback"}
     if name in NO_EQUIVALENT:
-        return None, ctx.report(
+        return None, ctx.warning(
             "SF853", (*path, "callback"), f"{name} has no stagegraph equivalent; left out",
             f"use {NO_EQUIVALENT[name]}", value=True)
     if name == "ExceptionCallback":
-        return None, ctx.report("SF856", (*path, "callback"), "ExceptionCallback is left out: "
+        return None, ctx.info("SF856", (*path, "callback"), "ExceptionCallback is left out: "
                                 "stagegraph reports a failure with where it happened itself",
                                 value=True)
     rule = RULES.get(name)
@@ -237,7 +237,7 @@ def convert_callback(ctx: Context, params: Any, path: Path) -> tuple[Block | Non
 def _user_callback(ctx: Context, name: str, args: Mapping[str, Any], path: Path) -> Block:
     out = Block()
     target = ctx.user_target(name)
-    out.add("_target_", target, note=ctx.report(
+    out.add("_target_", target, note=ctx.warning(
         "SF852", (*path, "callback"), f"{name} is not a Catalyst callback the converter knows; "
         f"assumed to be yours, {target}", "point _target_ at the class, and port it to "
         "stagegraph.Callback (declare reads/writes; docs/from-catalyst.md)", value=True))

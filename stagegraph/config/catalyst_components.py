@@ -35,21 +35,21 @@ def component(ctx: Context, kind: str, params: Any, path: Path) -> Block | None:
         ctx.wrong(path, f"a mapping {{{kind}: Name, ...arguments}}")
         return None
     if params.get("_key_value"):
-        ctx.report("SF854", (*path, "_key_value"), f"several {kind}s by key (_key_value) have "
+        ctx.warning("SF854", (*path, "_key_value"), f"several {kind}s by key (_key_value) have "
                    "no stagegraph config equivalent; left out", f"build the dict of {kind}s in "
                    f"a factory of yours and name it by _target_", value=True)
         return None
     name = params.get(kind)
     if not isinstance(name, str):
         ctx.wrong((*path, kind) if kind in params else path,
-                  f"the registry name of the {kind}, such as {kind}: Name")
+                  f"a mapping with the {kind}'s registry name ({kind}: Name)")
         return None
     out = Block()
     target = torch_path(kind, name) if kind != "model" else None
     note = ""
     if target is None:
         target = ctx.user_target(name)
-        note = ctx.report("SF852", (*path, kind), f"{name!r} is not a torch class the converter "
+        note = ctx.warning("SF852", (*path, kind), f"{name!r} is not a torch class the converter "
                           f"knows; assumed to be yours, {target}", "point _target_ at the class "
                           "(Catalyst found it by its registry name)", value=True)
     out.add("_target_", target, note=note)
@@ -68,7 +68,7 @@ def _optimizer_args(ctx: Context, name: str, args: dict[str, Any], path: Path,
     for key, value in args.items():
         where = (*path, key)
         if key == "lr" and isinstance(scaling, Mapping):
-            ctx.report("SF856", where, "lr is left out: with lr_linear_scaling Catalyst replaced "
+            ctx.info("SF856", where, "lr is left out: with lr_linear_scaling Catalyst replaced "
                        "it by lr_linear_scaling.lr scaled by the batch size", "")
         elif key == "lr_linear_scaling":
             _scaling(ctx, value, where, out)
@@ -77,13 +77,13 @@ def _optimizer_args(ctx: Context, name: str, args: dict[str, Any], path: Path,
         elif key == "load_from_previous_stage":
             out.add(key, value)
             if value:
-                ctx.report("SF855", where, "stagegraph starts from the optimizer state the "
+                ctx.warning("SF855", where, "stagegraph starts from the optimizer state the "
                            "previous stage ended with; Catalyst loaded it from best_full.pth (the "
                            "best epoch's)", "the two agree when the previous stage's last epoch "
                            "is its best, or when it loads its best weights back "
                            "(CheckpointCallback load_best_on_stage_end) and ends there")
         elif key in ("_model", "optimizer_key"):
-            ctx.report("SF854", where, f"{key} (an optimizer of one of several models) has no "
+            ctx.warning("SF854", where, f"{key} (an optimizer of one of several models) has no "
                        "stagegraph config equivalent; left out", "give the stage one model, or "
                        "build the optimizers in a factory of yours")
         elif key != "no_bias_weight_decay":
@@ -110,7 +110,7 @@ def _layerwise(ctx: Context, value: Any, where: Path, out: Block) -> None:
         return
     out.add("layerwise_params", dict(value))
     if len(value) > 1:
-        ctx.report("SF855", where, "Catalyst merged the options of every pattern that matches a "
+        ctx.warning("SF855", where, "Catalyst merged the options of every pattern that matches a "
                    "parameter name; stagegraph takes those of the first matching pattern only",
                    "make sure no parameter name matches two patterns, or put the combined "
                    "options on the more specific pattern, first")
@@ -126,7 +126,7 @@ def _no_bias(ctx: Context, name: str, args: Mapping[str, Any], path: Path, out: 
     given = args.get("no_bias_weight_decay")
     spare = True if given is None else bool(given)
     if decay and ctx.decoupled and name != "AdamW":
-        ctx.report("SF855", (*path, "weight_decay") if "weight_decay" in args else
+        ctx.warning("SF855", (*path, "weight_decay") if "weight_decay" in args else
                    (*path, "optimizer"), "Catalyst's OptimizerCallback decoupled weight decay "
                    "(decouple_weight_decay, true by default): it set the optimizer's to 0 and "
                    "applied p -= weight_decay * lr * p itself; stagegraph leaves weight decay to "
@@ -141,7 +141,7 @@ def _no_bias(ctx: Context, name: str, args: Mapping[str, Any], path: Path, out: 
     out.add("no_bias_weight_decay", spare,
             note="" if given is not None else "Catalyst's default")
     if spare:
-        ctx.report("SF855", where, "no_bias_weight_decay: stagegraph spares biases and every "
+        ctx.warning("SF855", where, "no_bias_weight_decay: stagegraph spares biases and every "
                    "one-dimensional parameter (normalisation weights too); Catalyst spared the "
                    "parameters named *bias only", "name the norm layers' weights in "
                    "layerwise_params with their weight_decay if they should decay",
@@ -151,7 +151,7 @@ def _no_bias(ctx: Context, name: str, args: Mapping[str, Any], path: Path, out: 
 def loaders(ctx: Context, stage: str, data: Any, path: Path, factory: str) -> Block:
     """The stage's loaders: the factory to write, called with the stage's ``data_params``."""
     out = Block()
-    note = ctx.report("SF851", path, "Catalyst built each stage's loaders from your "
+    note = ctx.warning("SF851", path, "Catalyst built each stage's loaders from your "
                       "Experiment.get_datasets(stage, **data_params); write "
                       f"{factory}(stage, **data_params) returning {{'train': DataLoader, "
                       "'valid': DataLoader}", "keep batch_size: lr_linear_scaling reads the "
@@ -162,7 +162,7 @@ def loaders(ctx: Context, stage: str, data: Any, path: Path, factory: str) -> Bl
     if isinstance(data, Mapping):
         for key, value in data.items():
             if key == "per_gpu_scaling" and value:
-                ctx.report("SF854", (*path, key), "per_gpu_scaling has no stagegraph "
+                ctx.warning("SF854", (*path, key), "per_gpu_scaling has no stagegraph "
                            "equivalent: the learning rate scales by the per-process batch size",
                            "with --ddp N, give base_batch_size per process")
             else:
@@ -184,14 +184,14 @@ def handler(ctx: Context, params: Any, path: Path) -> Block | None:
     for key, value in params.items():
         if key in names:
             if not isinstance(value, str):
-                ctx.report("SF854", (*path, key), f"{key} {value!r}: several keys have no "
+                ctx.warning("SF854", (*path, key), f"{key} {value!r}: several keys have no "
                            "stagegraph equivalent; left out", "write a batch handler of yours "
                            "(docs/concepts.md)", value=True)
             else:
                 out.add(names[key], value)
         elif key == "runner":
             if value != "SupervisedRunner":
-                ctx.report("SF854", (*path, key), f"the runner {value!r} has no stagegraph "
+                ctx.warning("SF854", (*path, key), f"the runner {value!r} has no stagegraph "
                            "config equivalent; the supervised handler is used", "port its "
                            "_handle_batch to a batch handler of yours and name it by handler: "
                            "{_target_: ...}", value=True)

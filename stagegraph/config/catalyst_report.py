@@ -14,11 +14,6 @@ from typing import Any
 from stagegraph.config.document import Document
 from stagegraph.config.problems import ConfigProblem, Path, dotted
 
-#: What each code reports at (compiler/rules.py has the full entries).
-LEVELS = {"SF850": "error", "SF851": "warning", "SF852": "warning", "SF853": "warning",
-          "SF854": "warning", "SF855": "warning", "SF856": "info", "SF857": "warning",
-          "SF858": "warning"}
-
 
 class Context:
     """The document converted, the problems found so far, and facts gathered on the way."""
@@ -35,15 +30,25 @@ class Context:
         self.decoupled = True
 
     # --- reporting --------------------------------------------------------------------------
-    def report(self, code: str, path: Path, message: str, hint: str = "", *,
-               value: bool = False) -> str:
+    def warning(self, code: str, path: Path, message: str, hint: str = "", *,
+                value: bool = False) -> str:
         """Report ``code`` at the key (or ``value``) at ``path``; returns the output's note."""
+        self._add(code, "warning", path, message, hint, value)
+        return f"TODO({code}): {message}"
+
+    def info(self, code: str, path: Path, message: str, hint: str = "", *,
+             value: bool = False) -> str:
+        """A note at the key (or ``value``) at ``path``; returns the output's note."""
+        self._add(code, "info", path, message, hint, value)
+        return f"{code}: {message}"
+
+    def _add(self, code: str, severity: str, path: Path, message: str, hint: str,
+             value: bool) -> None:
         position = (self.document.value_at(path) if value else self.document.key_at(path))
         if (code, message) not in self._seen:  # a shared setting merged into several stages
             self._seen.add((code, message))
             self.problems.append(ConfigProblem.at(code, message, hint, position,
-                                                  severity=LEVELS[code]))
-        return f"TODO({code}): {message}" if LEVELS[code] != "info" else f"{code}: {message}"
+                                                  severity=severity))
 
     def unknown(self, path: Path, known: Iterable[str], what: str) -> str:
         """SF857 for the key at ``path``, with a did-you-mean among ``known``."""
@@ -51,12 +56,12 @@ class Context:
         close = difflib.get_close_matches(key, list(known), n=1)
         hint = (f"did you mean {close[0]!r}?" if close
                 else f"{what} takes {', '.join(sorted(known))}")
-        return self.report("SF857", path, f"{dotted(path)}: {key!r} is not a Catalyst 20.x "
+        return self.warning("SF857", path, f"{dotted(path)}: {key!r} is not a Catalyst 20.x "
                            f"setting the converter knows; left out", hint)
 
     def wrong(self, path: Path, expected: str) -> str:
         """SF858: the value at ``path`` is not what Catalyst takes there."""
-        return self.report("SF858", path, f"{dotted(path)} should be {expected}; left out",
+        return self.warning("SF858", path, f"{dotted(path)} should be {expected}; left out",
                            "fix the Catalyst file (Catalyst would fail on it too)", value=True)
 
     # --- facts --------------------------------------------------------------------------------

@@ -57,12 +57,12 @@ def top_level(ctx: Context, data: dict[str, Any], out: Block) -> Top:
         top.handler = components.handler(ctx, data["runner_params"], ("runner_params",))
     _distributed(ctx, data.get("distributed_params"), top)
     if data.get("monitoring_params"):
-        ctx.report("SF854", ("monitoring_params",), "monitoring_params (Weights & Biases, "
+        ctx.warning("SF854", ("monitoring_params",), "monitoring_params (Weights & Biases, "
                    "Neptune, Alchemy) have no stagegraph equivalent; left out",
                    "log with a callback of yours (docs/callbacks.md)")
     experiment = data.get("experiment_params")
     if isinstance(experiment, dict) and experiment.get("experiment"):
-        ctx.report("SF856", ("experiment_params", "experiment"), "stagegraph has no experiment "
+        ctx.info("SF856", ("experiment_params", "experiment"), "stagegraph has no experiment "
                    f"class: {experiment['experiment']}.get_datasets becomes the loaders factory "
                    "each stage names", value=True)
     for key in data:
@@ -78,11 +78,11 @@ def _args(ctx: Context, args: dict[str, Any], top: Top) -> None:
             if key == "verbose" and value is not False:
                 continue  # stagegraph prints progress by default
             if value not in (None, False):
-                ctx.report("SF856", where, f"args.{key} is a command-line option of stagegraph "
-                           f"run: {CLI[key]}", "stagegraph run exp.yaml --logdir DIR ...")
+                ctx.info("SF856", where, f"args.{key} is a command-line option of stagegraph "
+                         f"run: {CLI[key]}", f"stagegraph run exp.yaml {CLI[key]}")
         elif key in NO_EQUIVALENT:
             if value not in (None, False):
-                ctx.report("SF854", where, f"args.{key} has no stagegraph equivalent; left out",
+                ctx.warning("SF854", where, f"args.{key} has no stagegraph equivalent; left out",
                            NO_EQUIVALENT[key])
         elif key == "timeit":
             top.timer = bool(value)
@@ -90,7 +90,7 @@ def _args(ctx: Context, args: dict[str, Any], top: Top) -> None:
             if value:
                 top.precision = "amp"
                 if key != "amp":
-                    ctx.report("SF855", where, f"args.{key} (apex mixed precision) becomes "
+                    ctx.warning("SF855", where, f"args.{key} (apex mixed precision) becomes "
                                "precision: amp, torch's native mixed precision", "")
         elif key not in QUIET:
             ctx.unknown(where, [*CLI, *NO_EQUIVALENT, *QUIET], "args")
@@ -110,15 +110,15 @@ def _distributed(ctx: Context, params: Any, top: Top) -> None:
         elif key == "opt_level":
             if value is not None:
                 top.precision = "amp"
-                ctx.report("SF855", where, f"apex opt_level {value!r} becomes precision: amp, "
+                ctx.warning("SF855", where, f"apex opt_level {value!r} becomes precision: amp, "
                            "torch's native mixed precision (O1-like)", "", value=True)
         elif key in LAUNCH:
-            ctx.report("SF856", where, f"distributed_params.{key} comes from the launcher: "
+            ctx.info("SF856", where, f"distributed_params.{key} comes from the launcher: "
                        "stagegraph run exp.yaml --ddp N, or torchrun ... -m stagegraph run",
                        "")
         elif key == "syncbn":
             if value:
-                ctx.report("SF854", where, "syncbn has no stagegraph equivalent; left out",
+                ctx.warning("SF854", where, "syncbn has no stagegraph equivalent; left out",
                            "convert the model with torch.nn.SyncBatchNorm."
                            "convert_sync_batchnorm in your model factory")
         else:

@@ -61,15 +61,14 @@ class ComponentBuilder:
         if "optimizer" in listed:
             value = self.experiment.component(stage, "optimizer")
             optimizer = (self._options_optimizer(value, model, context)
-                         if isinstance(value, OptimizerFactory)
-                         else self._build(stage, "optimizer", model))
+                         if _stage_aware(value) else self._build(stage, "optimizer", model))
         scheduler = self._build(stage, "scheduler", optimizer) if "scheduler" in listed else None
         return optimizer, scheduler
 
     def wants_previous_optimizer(self, stage: StageDef) -> bool:
         """Whether ``stage`` starts its optimizer from an earlier stage's state."""
         value = self.experiment.component(stage, "optimizer")
-        return isinstance(value, OptimizerFactory) and value.load_from_previous_stage
+        return _stage_aware(value) and bool(getattr(value, "load_from_previous_stage", False))
 
     def loaders(self, stage: StageDef) -> dict[str, Any]:
         """The stage's loaders in declared order, factories called."""
@@ -107,8 +106,7 @@ class ComponentBuilder:
         self._shared_model = self._place(self._shared_model)
         return self._shared_model
 
-    def _options_optimizer(self, factory: OptimizerFactory, model: Any,
-                           context: StageContext) -> Any:
+    def _options_optimizer(self, factory: Any, model: Any, context: StageContext) -> Any:
         try:
             return factory.for_stage(model, context)
         except (ValueError, TypeError) as err:  # the options' own messages say what to fix
@@ -133,6 +131,13 @@ class ComponentBuilder:
         if name == "optimizer" and takes and argument[0] is not None and _is_optimizer_class(value):
             argument = (argument[0].parameters(),)  # partial(torch.optim.SGD, lr=0.1): params
         return _call(value, argument[:takes], f"stage {stage.name!r} > {name}")
+
+
+def _stage_aware(value: Any) -> bool:
+    """An optimizer factory that takes the stage's context (`OptimizerFactory` and its twin in
+    config files, which cannot import the runtime)."""
+    return isinstance(value, OptimizerFactory) or (
+        not isinstance(value, type) and callable(getattr(value, "for_stage", None)))
 
 
 def _is_factory(value: Any, name: str) -> bool:
