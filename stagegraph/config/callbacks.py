@@ -16,7 +16,7 @@ from __future__ import annotations
 import importlib
 import inspect
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 from stagegraph.compiler.diagnostics import did_you_mean
@@ -34,15 +34,31 @@ BUILTINS = "stagegraph.runtime.callbacks"
 DECLARATION_ARGUMENTS = tuple(inspect.signature(Callback.__init__).parameters)[1:]
 
 
-def builtin_callbacks() -> dict[str, type[Callback]]:
+def builtin_callbacks() -> Mapping[str, type[Callback]]:
     """The built-in callback classes by class name."""
-    module = importlib.import_module(BUILTINS)
-    found = {}
-    for name in getattr(module, "__all__", dir(module)):
-        value = getattr(module, name, None)
-        if isinstance(value, type) and issubclass(value, Callback):
-            found[name] = value
-    return found
+    return _Builtins(importlib.import_module(BUILTINS))
+
+
+class _Builtins(Mapping[str, type[Callback]]):
+    """The built-in classes by name, each looked up when first asked for: the package loads
+    some lazily (``CheckpointCallback`` imports torch), so naming ``AccuracyCallback`` loads no
+    torch, and neither does listing the names."""
+
+    def __init__(self, module: Any) -> None:
+        self._module = module
+        self._names = [n for n in getattr(module, "__all__", ()) if n[:1].isupper()]
+
+    def __getitem__(self, name: str) -> type[Callback]:
+        value = getattr(self._module, name, None) if name in self._names else None
+        if not (isinstance(value, type) and issubclass(value, Callback)):
+            raise KeyError(name)
+        return value
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._names)
+
+    def __len__(self) -> int:
+        return len(self._names)
 
 
 def is_builtin(path: str) -> bool:
@@ -59,10 +75,10 @@ class CallbackMaker:
         self.problems = problems
         self.static = static
         self.search_path = list(search_path)
-        self._builtins: dict[str, type[Callback]] | None = None
+        self._builtins: Mapping[str, type[Callback]] | None = None
 
     @property
-    def builtins(self) -> dict[str, type[Callback]]:
+    def builtins(self) -> Mapping[str, type[Callback]]:
         if self._builtins is None:
             self._builtins = builtin_callbacks()
         return self._builtins

@@ -21,23 +21,17 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from stagegraph.runtime.optim_state import (
+    CarriedOptimizer,
+    load_previous_state,
+    named_parameters,
+)
+
 if TYPE_CHECKING:
     import torch
 
 #: What ``lr_linear_scaling`` holds.
 SCALING_KEYS = ("lr", "base_batch_size")
-
-
-@dataclass(frozen=True)
-class CarriedOptimizer:
-    """An optimizer's state at the end of a stage, kept for a later stage to start from."""
-
-    stage: str
-    state: dict[str, Any]  #: ``optimizer.state_dict()``
-    names: tuple[tuple[str, ...], ...]  #: parameter names, group by group
-
-    def layout(self) -> str:
-        return _layout(self.names)
 
 
 @dataclass(frozen=True)
@@ -158,7 +152,7 @@ def build_optimizer(model: Any, target: str | Any, kwargs: Mapping[str, Any], *,
             raise ValueError("lr_linear_scaling needs batch_size= (the train loader's)")
         scale = batch_size / float(lr_linear_scaling["base_batch_size"])
         kwargs["lr"] = float(lr_linear_scaling["lr"]) * scale
-    named = _named_parameters(model)
+    named = named_parameters(model)
     groups = param_groups(named, layerwise_params=layerwise_params,
                           no_bias_weight_decay=no_bias_weight_decay, lr_scale=scale)
     optimizer = cls([{"params": g.params, **g.options} for g in groups], **kwargs)
@@ -210,50 +204,6 @@ def param_groups(named: Sequence[tuple[str, Any]], *,
                 groups.append(Group(pattern, decay, tuple(n for n, _ in part),
                                     [p for _, p in part], group_options))
     return groups
-
-
-def load_previous_state(optimizer: torch.optim.Optimizer, model: Any,
-                        context: StageContext) -> None:
-    """Start ``optimizer`` from ``context.previous``: its per-parameter state (Adam's moments and
-    step counts...), keeping this stage's hyperparameters (``lr``...). Both must have the same
-    parameter groups with the same parameter names and shapes."""
-    previous = context.previous
-    if previous is None:
-        raise ValueError(f"stage {context.stage!r} loads the optimizer state of the previous "
-                         "stage (load_from_previous_stage), but no earlier stage had an "
-                         "optimizer; drop the option from this stage")
-    names = group_names(optimizer, model)
-    if names != previous.names:
-        raise ValueError(
-            f"stage {context.stage!r} loads the optimizer state of stage {previous.stage!r} "
-            "(load_from_previous_stage), but their parameter groups differ: "
-            f"{previous.stage!r} has {previous.layout()}, {context.stage!r} has "
-            f"{_layout(names)}; give both stages the same model and the same layerwise_params "
-            "and no_bias_weight_decay, or drop load_from_previous_stage")
-    own = optimizer.state_dict()
-    try:
-        optimizer.load_state_dict({"state": previous.state["state"],
-                                   "param_groups": own["param_groups"]})
-    except (ValueError, RuntimeError, KeyError) as err:
-        raise ValueError(f"stage {context.stage!r} cannot start from the optimizer state of "
-                         f"stage {previous.stage!r} (load_from_previous_stage): {err}") from err
-
-
-def carry(stage: str, optimizer: Any, model: Any) -> CarriedOptimizer | None:
-    """The state of ``optimizer`` to keep when stage ``stage`` ends (``None``: nothing to keep)."""
-    import torch
-
-    if not isinstance(optimizer, torch.optim.Optimizer):
-        return None
-    return CarriedOptimizer(stage, optimizer.state_dict(), group_names(optimizer, model))
-
-
-def group_names(optimizer: torch.optim.Optimizer, model: Any) -> tuple[tuple[str, ...], ...]:
-    """The names of the parameters of each group (``?`` for one that is not the model's),
-    with their shapes: ``encoder.weight[64, 32]``."""
-    known = {id(p): n for n, p in _named_parameters(model)} if model is not None else {}
-    return tuple(tuple(f"{known.get(id(p), '?')}{list(p.shape)}" for p in group["params"])
-                 for group in optimizer.param_groups)
 
 
 def train_batch_size(loaders: Mapping[str, Any], train: Sequence[str]) -> tuple[int | None, str]:
@@ -347,15 +297,6 @@ def _no_decay(name: str, param: Any) -> bool:
     return bool(param.ndim <= 1 or name.endswith("bias"))
 
 
-def _named_parameters(model: Any) -> list[tuple[str, Any]]:
-    import torch
-
-    if not isinstance(model, torch.nn.Module):
-        raise TypeError(f"an optimizer with options is built from a torch.nn.Module's named "
-                        f"parameters, not {type(model).__name__}")
-    return list(model.named_parameters())
-
-
 def _check_hyperparameters(optimizer: Any, cls: Any,
                            layerwise_params: Mapping[str, Mapping[str, Any]] | None,
                            no_bias_weight_decay: bool) -> None:
@@ -382,15 +323,6 @@ def _unmatched(empty: Sequence[str], patterns: Sequence[str],
     return (f"layerwise_params: pattern(s) {which} match no parameter{why}; patterns are "
             f"regular expressions matched at the start of the parameter names, which are: "
             f"{shown or '(none)'}")
-
-
-def _layout(names: Sequence[Sequence[str]]) -> str:
-    parts = []
-    for i, group in enumerate(names):
-        head = ", ".join(group[:3]) + (f", ... ({len(group)} parameters)" if len(group) > 3
-                                      else "")
-        parts.append(f"group {i}: [{head}]")
-    return f"{len(names)} group(s): " + "; ".join(parts)
 
 
 def _qualname(obj: Any) -> str:

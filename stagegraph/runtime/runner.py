@@ -28,7 +28,8 @@ from stagegraph.runtime.distributed import Distributed
 from stagegraph.runtime.errors import RunError, StagegraphWarning
 from stagegraph.runtime.faults import explain
 from stagegraph.runtime.loop import describe, loader_batch_size, loader_len, place, set_train_mode
-from stagegraph.runtime.optim import CarriedOptimizer, StageContext, carry, train_batch_size
+from stagegraph.runtime.optim import StageContext, train_batch_size
+from stagegraph.runtime.optim_state import CarriedOptimizer, carry
 from stagegraph.runtime.precision import make_scaler, precision_step
 from stagegraph.runtime.resolve import runnable_plan
 from stagegraph.runtime.resume import open_session

@@ -31,7 +31,7 @@ from stagegraph.runtime.callbacks.files import (
     unwrap,
 )
 from stagegraph.runtime.errors import ResumeError
-from stagegraph.runtime.optim import CarriedOptimizer
+from stagegraph.runtime.optim_state import CarriedOptimizer
 from stagegraph.runtime.resume.store import RESUME_FORMAT
 
 
