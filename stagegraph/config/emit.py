@@ -73,9 +73,31 @@ def dump(block: Block, header: list[str] | None = None) -> str:
 
 
 def scalar(value: Any) -> str:
-    """One scalar as YAML writes it (quoted when it must be)."""
-    text = yaml.safe_dump(value, default_flow_style=True, width=10**6, allow_unicode=True)
-    return text.removesuffix("\n").removesuffix("\n...").strip()
+    """One scalar as YAML writes it inside a flow list (so quoted when a block or a flow
+    context would misread it: ``'0?'``, ``'a, b'``), which is valid anywhere."""
+    if isinstance(value, str) and not all(_plain_char(c) for c in value):
+        return _double_quoted(value)  # YAML would write it over several lines
+    text = yaml.safe_dump([value], default_flow_style=True, width=10**6, allow_unicode=True)
+    return text.strip()[1:-1]
+
+
+def _plain_char(char: str) -> bool:
+    return char.isprintable() and char not in "\u2028\u2029\x85"
+
+
+def _double_quoted(text: str) -> str:
+    """``text`` as a YAML double-quoted scalar on one line (every unprintable escaped)."""
+    out = []
+    for char in text:
+        if char in '"\\':
+            out.append("\\" + char)
+        elif _plain_char(char):
+            out.append(char)
+        else:
+            code = ord(char)
+            out.append(f"\\x{code:02x}" if code < 0x100 else
+                       f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}")
+    return '"' + "".join(out) + '"'
 
 
 def _block(block: Block, depth: int) -> Iterator[str]:
