@@ -78,8 +78,10 @@ def _rules(*rules: Rule) -> dict[str, Rule]:
 
 RULES: dict[str, Rule] = _rules(
     # Loading an experiment file.
-    Rule("SF001", "error", "the experiment file does not exist or is not a .py file",
-         "Check the path: EXP is path/to/file.py or path/to/file.py:NAME.", fixed=True),
+    Rule("SF001", "error", "the experiment file does not exist, or is neither a .py file nor a "
+         "config file",
+         "Check the path: EXP is path/to/file.py, path/to/file.py:NAME or a config file "
+         "(.yaml, .yml, .json).", fixed=True),
     Rule("SF002", "error", "the experiment file has a syntax error",
          "Fix the line the message points at; `python path/to/file.py` shows the same error.",
          fixed=True),

@@ -26,7 +26,7 @@ from stagegraph.config.problems import Path, Problems
 from stagegraph.config.schema import TARGET_KEY
 from stagegraph.config.targets import StaticCallback, static_callback
 from stagegraph.graph.callback import _DECLARATIONS, Callback
-from stagegraph.graph.enums import CallbackNode, CallbackOrder, CallbackScope
+from stagegraph.graph.enums import EVENT_METHODS, CallbackNode, CallbackOrder, CallbackScope
 
 #: Where the built-in callbacks are (imported by name: it is the runtime's package).
 BUILTINS = "stagegraph.runtime.callbacks"
@@ -102,8 +102,27 @@ class CallbackMaker:
         try:
             return cls(**arguments)
         except Exception as err:
+            unexpected = isinstance(err, TypeError) and "unexpected keyword" in str(err)
+            if self.static and _has_target(kwargs) and not unexpected:
+                return self._builtin_stand_in(cls, target, kwargs, path)
             self._builtin_failed(cls, err, kwargs, path)
             return None
+
+    def _builtin_stand_in(self, cls: type[Callback], target: str, kwargs: dict[str, Any],
+                          path: Path) -> Callback:
+        """A built-in callback whose arguments name objects it needs made (a torchmetrics
+        metric): validate does not make them, so it plans with the class's declarations."""
+        self.problems.warning(
+            "SF814", f"{target} needs the objects its arguments name to know its declarations, "
+            "and validate and plan do not make them: they plan with its class's declarations",
+            "give it reads=[...] and writes=[...], or check the run with `stagegraph run "
+            "--check`", self.document.value_at((*path, TARGET_KEY)))
+        declarations = {name: getattr(cls, name) for name in (*_DECLARATIONS, "kind")
+                        if name in vars(cls)}
+        events = {event: (cls.__module__, 0) for event in EVENT_METHODS
+                  if getattr(cls, event) is not getattr(Callback, event)}
+        stand = stand_in_class(cls.__module__, cls.__qualname__, declarations, events)
+        return stand(**_declarations_of(kwargs))
 
     def _builtin_class(self, target: str, path: Path) -> type[Callback] | None:
         at = self.document.value_at((*path, TARGET_KEY))
@@ -137,7 +156,7 @@ class CallbackMaker:
             name = unexpected.group(1)
             params = [p for p in inspect.signature(cls).parameters if p != "declarations"]
             self.problems.error(
-                "SF812", f"{cls.__name__} takes no argument {name!r}."
+                "SF811", f"{cls.__name__} takes no argument {name!r}."
                 + did_you_mean(name, [*params, *DECLARATION_ARGUMENTS]),
                 f"{cls.__name__} takes: {', '.join(params)} (and the declarations "
                 f"{', '.join(DECLARATION_ARGUMENTS)})", self.document.key_at((*path, name)))
@@ -198,6 +217,9 @@ def stand_in(static: StaticCallback, kwargs: Mapping[str, Any]) -> Callback:
     events = getattr(static, "events", None) or {}
     for event in events:
         methods.setdefault(event, events[event] if isinstance(events, Mapping) else 0)
+    # Only what the compiler reads: a stand-in keeps Callback's own __init__, state_dict...
+    methods = {name: line for name, line in methods.items()
+               if name in EVENT_METHODS or not (name.startswith("__") or hasattr(Callback, name))}
     cls = stand_in_class(static.module, static.qualname,
                          _normalised(getattr(static, "declarations", None) or {}),
                          {name: (static.file, line) for name, line in methods.items()})
@@ -240,6 +262,12 @@ def _method(name: str, file: str, line: int) -> Any:
     method.__code__ = code
     method.__name__ = method.__qualname__ = name
     return method
+
+
+def _has_target(value: Any) -> bool:
+    if isinstance(value, Mapping):
+        return TARGET_KEY in value or any(_has_target(v) for v in value.values())
+    return isinstance(value, list) and any(_has_target(v) for v in value)
 
 
 def _declarations_of(kwargs: Mapping[str, Any]) -> dict[str, Any]:

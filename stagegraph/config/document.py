@@ -4,8 +4,9 @@ PyYAML's composer gives every node its ``start_mark`` (line and column); the val
 constructed from the nodes here, so that each mapping key and each value keeps its position in
 a `Document`. Anchors and aliases work as YAML defines them (an alias is the anchored node, so
 its values are located at the anchor), and so do merge keys (``<<: *base``; the mapping's own
-keys win). Unlike plain PyYAML, a key written twice in one mapping is an error, exponents
-without a dot (``1e-3``) are numbers as in YAML 1.2 and JSON, and dates stay strings.
+keys win). Unlike plain PyYAML, a key written twice in one mapping is an error, keys are always
+text (they are names), only ``true`` and ``false`` are booleans and exponents without a dot
+(``1e-3``) are numbers, as in YAML 1.2 and JSON, and dates stay text.
 JSON files are read by the same composer, after Python's own parser has checked their syntax.
 """
 
@@ -30,13 +31,17 @@ SUFFIXES = YAML_SUFFIXES + JSON_SUFFIXES
 
 
 class _Loader(yaml.SafeLoader):
-    """SafeLoader, with YAML 1.2's exponent floats and without timestamps."""
+    """SafeLoader with YAML 1.2's booleans (true and false only: ``no`` and ``on`` are text)
+    and exponent floats, and without timestamps."""
 
 
+_DROPPED = ("tag:yaml.org,2002:timestamp", "tag:yaml.org,2002:bool")
 _Loader.yaml_implicit_resolvers = {
-    first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:timestamp"]
+    first: [(tag, regexp) for tag, regexp in resolvers if tag not in _DROPPED]
     for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
 }
+_Loader.add_implicit_resolver("tag:yaml.org,2002:bool",
+                              re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF"))
 _Loader.add_implicit_resolver(
     "tag:yaml.org,2002:float",
     re.compile(r"^[-+]?(?:[0-9][0-9_]*(?:\.[0-9_]*)?|\.[0-9][0-9_]*)[eE][-+]?[0-9]+$"),
@@ -140,7 +145,8 @@ def parse_document(text: str, file: str, problems: Problems) -> Document | None:
     except yaml.MarkedYAMLError as err:
         mark = err.problem_mark or err.context_mark
         line, column = (mark.line + 1, mark.column + 1) if mark is not None else (None, None)
-        problems.error("SF801", _syntax_message(err), _syntax_hint(err, text, line),
+        context = err.context_mark.line + 1 if err.context_mark is not None else None
+        problems.error("SF801", _syntax_message(err), _syntax_hint(err, text, line, context),
                        Position(file, line, column))
         return None
     except yaml.YAMLError as err:
@@ -156,11 +162,16 @@ def _syntax_message(err: yaml.MarkedYAMLError) -> str:
     return f"YAML syntax error: {text}"
 
 
-def _syntax_hint(err: yaml.MarkedYAMLError, text: str, line: int | None) -> str:
+def _syntax_hint(err: yaml.MarkedYAMLError, text: str, line: int | None,
+                 context: int | None) -> str:
     if err.problem and "'\\t'" in err.problem:
         return "YAML indents with spaces, not tabs"
     if err.problem and "could not determine a constructor" in err.problem:
         return "stagegraph config files use plain YAML: no !tags"
+    lines = text.splitlines()
+    if context is not None and context != line and 1 <= context <= len(lines):
+        # Found where the construct ends (often the file's end): show where it began.
+        return f"what is not closed began at line {context}: {lines[context - 1].strip()}"
     return _line_hint(text, line)
 
 
@@ -248,5 +259,4 @@ class _Builder:
             self.problems.error("SF801", "a mapping key must be a plain value, not a mapping or "
                                 "a list", "write keys as names: key: value", self.position(node))
             return f"<key at line {node.start_mark.line + 1}>"
-        key = self.loader.construct_object(node)
-        return key if isinstance(key, (str, int, float, bool)) or key is None else str(key)
+        return str(node.value)  # a name, whatever it looks like: 1, on, null

@@ -51,17 +51,17 @@ class _Interpolator:
             try:
                 self.resolve(path)
             except _Missing as err:
-                self.report("SF806", path, err.message,
+                self.error("SF806", path, err.message,
                             "name a value of this file by its keys, e.g. ${stages.train."
                             "num_epochs}; write \\${ for a literal ${")
             except _Cycle as err:
-                self.report("SF807", path, f"{self.text(path)!r} refers back to itself: "
+                self.error("SF807", path, f"{self.text(path)!r} refers back to itself: "
                             f"{err}", "break the cycle: give one of these values directly")
 
     def text(self, path: Path) -> str:
         return str(self.document.get(path))
 
-    def report(self, code: str, path: Path, message: str, hint: str) -> None:
+    def error(self, code: str, path: Path, message: str, hint: str) -> None:
         self.problems.error(code, message, hint, self.document.value_at(path))
         self.done.add(path)
 

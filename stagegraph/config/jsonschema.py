@@ -10,6 +10,7 @@ degrades to none when the built-ins cannot be imported), and the user's by dotte
 from __future__ import annotations
 
 import collections.abc
+import contextlib
 import inspect
 import typing
 from collections.abc import Callable
@@ -59,7 +60,7 @@ def config_json_schema(builtins: Callable[[], dict[str, dict[str, Any]]] | None 
     for name in ("Stage", "Defaults"):
         defs[name]["properties"]["callbacks"]["anyOf"][0]["additionalProperties"] = {
             "anyOf": [{"$ref": "#/$defs/Callback"}, {"type": "null"}]}
-    return {"$schema": DRAFT, "title": "stagegraph experiment config", **schema}
+    return {"$schema": DRAFT, **schema, "title": "stagegraph experiment config"}
 
 
 def builtin_schemas() -> dict[str, dict[str, Any]]:
@@ -103,10 +104,8 @@ def _parameter(param: inspect.Parameter, cls: type) -> dict[str, Any]:
         found = {}
     found.pop("title", None)
     if param.default is not param.empty:
-        try:
+        with contextlib.suppress(Exception):  # a default JSON cannot show is left out
             found["default"] = TypeAdapter(Any).dump_python(param.default, mode="json")
-        except Exception:
-            pass
     return _or_interpolation(found) if _is_leaf(found) else found
 
 
@@ -133,6 +132,7 @@ def _is_leaf(field: dict[str, Any]) -> bool:
 
 
 def _or_interpolation(field: dict[str, Any]) -> dict[str, Any]:
-    kept = {k: field[k] for k in ("description", "default") if k in field}
+    kept: dict[str, Any] = {k: field[k] for k in ("description", "default") if k in field}
     rest = {k: v for k, v in field.items() if k not in kept and k != "title"}
-    return {"anyOf": [rest, INTERPOLATION], **kept}
+    options = rest["anyOf"] if set(rest) == {"anyOf"} else [rest]
+    return {"anyOf": [*options, INTERPOLATION], **kept}

@@ -50,7 +50,7 @@ class Target(BaseModel):
 
 
 class LinearScaling(Strict):
-    """Scale the learning rate with the batch size: ``lr * batch_size / base_batch_size``."""
+    """Scale the learning rate with the batch size: lr * batch_size / base_batch_size."""
 
     lr: float = Field(strict=False, gt=0, description="the learning rate at base_batch_size")
     base_batch_size: int = Field(ge=1, description="the batch size lr is given for")
@@ -76,7 +76,7 @@ class OptimizerTarget(Target):
 
 
 class LoaderFactory(Target):
-    """A factory returning every loader of a stage as a mapping ``{name: loader}``."""
+    """A factory returning every loader of a stage as a mapping {name: loader}."""
 
     names: list[str] | None = Field(
         None, alias="_names_",
@@ -114,7 +114,7 @@ _LOADERS = ("the loaders: a mapping {name: {_target_: ...}} of loader factories,
 
 
 class StageFields(Strict):
-    """What a stage and the ``defaults:`` block may set."""
+    """What a stage and the defaults: block may set."""
 
     num_epochs: int | None = Field(None, ge=1, description="how many epochs the stage runs "
                                                           "(default 1)")
@@ -151,7 +151,7 @@ class StageFields(Strict):
 
 class Defaults(StageFields):
     """Merged into every stage: a stage's own keys win, mappings (callbacks, loaders, the
-    arguments of a `_target_`) merge key by key, and ``null`` in a stage removes a default."""
+    arguments of a `_target_`) merge key by key, and null in a stage removes a default."""
 
 
 class Stage(StageFields):

@@ -359,8 +359,9 @@ def _check_plan(runner: Any, search: Search, allow: bool) -> None:
                         f"check run was {bool(resume.get('check'))}, is {bool(runner.check)}"))
     config = getattr(runner.experiment, "config", None)
     if resume.get("config") is not None and config is not None:
+        named = {where for _, where, _ in changes}  # a stage parameter's change is in both
         changes += [("SF815", c.location, f"config {c.text}")
-                    for c in config_changes(resume["config"], config)]
+                    for c in config_changes(resume["config"], config) if c.location not in named]
     if changes and not allow:
         what = "plan" if all(code == "SF601" for code, _, _ in changes) else "experiment"
         raise ResumeError(f"the {what} changed since checkpoint {search.path} was written "
