@@ -11,10 +11,10 @@ import traceback
 from collections.abc import Callable, Sequence
 
 import stagegraph
-from stagegraph.cli import explain, plan, run, schema, validate
+from stagegraph.cli import convert, explain, plan, run, schema, validate
 from stagegraph.loading import LoadError
 
-COMMANDS = (validate, plan, explain, run, schema)
+COMMANDS = (validate, plan, explain, run, schema, convert)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

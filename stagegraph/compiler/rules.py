@@ -35,6 +35,7 @@ GROUPS: dict[str, str] = {
     "SF5": "checks before running",
     "SF6": "resuming a run",
     "SF8": "reading a config file",
+    "SF85": "converting a Catalyst config",
 }
 
 
@@ -52,7 +53,7 @@ class Rule:
     @property
     def group(self) -> str:
         """The part of stagegraph that reports it: ``"migration"`` for ``SF301``."""
-        return GROUPS[self.code[:3]]
+        return GROUPS.get(self.code[:4]) or GROUPS[self.code[:3]]
 
     @property
     def why_fixed(self) -> str:
@@ -63,6 +64,8 @@ class Rule:
             return "it is reported while loading the file, before any lints setting exists"
         if self.code.startswith("SF6") or self.code == "SF815":
             return "it is reported when a run resumes, after compiling, where lints do not apply"
+        if self.code.startswith("SF85"):
+            return "it is reported by stagegraph convert, which reads no lints settings"
         if self.code.startswith("SF8"):
             return ("it is reported while reading the config file, before the experiment and "
                     "its lints settings exist")
@@ -266,6 +269,33 @@ RULES: dict[str, Rule] = _rules(
     Rule("SF815", "error", "the config changed since the checkpoint was written",
          "Resume with the config (and --set values) the checkpoint was written by, or pass "
          "--allow-plan-change to resume anyway.", fixed=True),
+    # Converting a Catalyst 20.x config (stagegraph convert catalyst).
+    Rule("SF850", "error", "the file is not a Catalyst 20.x config, so nothing is converted",
+         "Convert the YAML file catalyst-dl run --config read: it has a stages: mapping.",
+         fixed=True),
+    Rule("SF851", "warning", "the stages' loaders call a dataset factory that is yours to write",
+         "Write the factory the output names, from your Experiment.get_datasets: it takes "
+         "(stage, **data_params) and returns {name: DataLoader}.", fixed=True),
+    Rule("SF852", "warning", "a registry name is not a torch class, so its import path is a "
+         "guess", "Point _target_ at the class (in your expdir module, or where it lives), and "
+         "port a callback of yours to stagegraph.Callback.", fixed=True),
+    Rule("SF853", "warning", "a Catalyst callback has no stagegraph equivalent and is left out",
+         "Use what the hint names, or write a stagegraph.Callback of your own.", fixed=True),
+    Rule("SF854", "warning", "a setting has no stagegraph equivalent and is left out",
+         "Do what the hint says where it matters (in a factory or a callback of yours), or drop "
+         "the setting.", fixed=True),
+    Rule("SF855", "warning", "a setting is translated, but stagegraph's behaviour differs from "
+         "Catalyst's", "Read how it differs; change the output where the difference matters to "
+         "you.", fixed=True),
+    Rule("SF856", "info", "a setting moved: to the command line, a new name, or another stage",
+         "Nothing to fix; pass the command-line option the message names when you run.",
+         fixed=True),
+    Rule("SF857", "warning", "a key is not a Catalyst 20.x setting the converter knows, so it "
+         "is left out", "Fix the key's spelling (the hint suggests one), or carry it over by "
+         "hand.", fixed=True),
+    Rule("SF858", "warning", "a value is not of the shape Catalyst takes, so it is left out",
+         "Fix the value in the Catalyst file (Catalyst would fail on it too) and convert again.",
+         fixed=True),
 )
 
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 import importlib
 import inspect
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 from stagegraph.compiler.diagnostics import did_you_mean
@@ -36,15 +36,31 @@ BUILTINS = "stagegraph.runtime.callbacks"
 DECLARATION_ARGUMENTS = tuple(inspect.signature(Callback.__init__).parameters)[1:]
 
 
-def builtin_callbacks() -> dict[str, type[Callback]]:
-    """The built-in callback classes by class name (imported: the runtime's package)."""
-    module = importlib.import_module(BUILTINS)
-    found = {}
-    for name in BUILTIN_CALLBACKS:
-        value = getattr(module, name, None)
-        if isinstance(value, type) and issubclass(value, Callback):
-            found[name] = value
-    return found
+def builtin_callbacks() -> Mapping[str, type[Callback]]:
+    """The built-in callback classes by class name."""
+    return _Builtins(importlib.import_module(BUILTINS))
+
+
+class _Builtins(Mapping[str, type[Callback]]):
+    """The built-in classes by name, each looked up when first asked for: the package loads
+    some lazily (``CheckpointCallback`` imports torch), so naming ``AccuracyCallback`` loads no
+    torch, and neither does listing the names."""
+
+    def __init__(self, module: Any) -> None:
+        self._module = module
+        self._names = [n for n in getattr(module, "__all__", ()) if n[:1].isupper()]
+
+    def __getitem__(self, name: str) -> type[Callback]:
+        value = getattr(self._module, name, None) if name in self._names else None
+        if not (isinstance(value, type) and issubclass(value, Callback)):
+            raise KeyError(name)
+        return value
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._names)
+
+    def __len__(self) -> int:
+        return len(self._names)
 
 
 def is_builtin(path: str) -> bool:

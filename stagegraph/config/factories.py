@@ -4,8 +4,9 @@ A `Target` imports its dotted path only when called, then calls it with the posi
 arguments the runtime passes (none for a model, the optimizer for a scheduler) and its keyword
 arguments, each nested `_target_` mapping among them instantiated first (depth-first). An
 `OptimizerFactory` passes the model's parameters, and hands stagegraph's own optimizer options
-to `stagegraph.runtime.optim.build_optimizer`. A `NamedLoader` takes one loader out of what a
-loader factory returns for a stage.
+to `stagegraph.runtime.optim` (the runtime calls its ``for_stage`` with what the stage knows: the
+train loader's batch size, the optimizer state an earlier stage left). A `NamedLoader` takes one
+loader out of what a loader factory returns for a stage.
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ from stagegraph.config.schema import TARGET_KEY
 
 #: Builds an optimizer with stagegraph's options; resolved by name when a run needs it.
 BUILD_OPTIMIZER = "stagegraph.runtime.optim.build_optimizer"
+#: The same, as the factory the runtime builds a stage's optimizer with.
+OPTIMIZER = "stagegraph.runtime.optim.optimizer"
 
 
 def locate(path: str) -> Any:
@@ -114,6 +117,18 @@ class OptimizerFactory(Target):
             raise RuntimeError(f"{', '.join(self.options)} need {BUILD_OPTIMIZER}, which this "
                                "version of stagegraph does not have")
         return locate(self.path)(model.parameters(), **kwargs)
+
+    @property
+    def load_from_previous_stage(self) -> bool:
+        """Whether the stage's optimizer starts from an earlier stage's state."""
+        return bool(self.options.get("load_from_previous_stage"))
+
+    def for_stage(self, model: Any, context: Any) -> Any:
+        """As the runtime builds it at stage start: ``context`` is a
+        `stagegraph.runtime.optim.StageContext`."""
+        factory = locate(OPTIMIZER)(locate(self.path), **self.options,
+                                    **instantiate(self.kwargs))
+        return factory.for_stage(model, context)
 
     def __eq__(self, other: object) -> bool:
         return super().__eq__(other) and isinstance(other, OptimizerFactory) \

@@ -69,6 +69,10 @@ class OptimizerTarget(Target):
         None, description="no weight decay for biases and normalisation weights")
     lr_linear_scaling: LinearScaling | None = Field(
         None, description="scale the learning rate linearly with the batch size")
+    load_from_previous_stage: bool | None = Field(
+        None, description="start from the state of the optimizer of the latest earlier stage "
+                          "that had one (same parameter groups), with this stage's "
+                          "hyperparameters")
 
 
 class LoaderFactory(Target):

@@ -114,7 +114,7 @@ def test_layout_index_and_the_previous_checkpoint_kept(tmp_path: Path) -> None:
     assert data["format"] == RESUME_FORMAT and data["stage"] == "c"
     assert set(data["resume"]) == {"stage", "epoch", "stage_done", "is_best_valid", "check",
                                    "plan", "config", "rng", "loaders", "shared_model",
-                                   "carried"}
+                                   "carried", "kept_optimizer"}
     assert data["resume"]["config"] is None  # an experiment written in Python has none
     assert set(data["resume"]["rng"]) >= {"python", "numpy", "torch"}
     assert list(data["resume"]["loaders"]) == ["train"]  # the loader with its own generator

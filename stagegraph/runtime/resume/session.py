@@ -91,6 +91,12 @@ class ResumeSession:
         return self.search.data
 
     @property
+    def restores_stage(self) -> bool:
+        """Whether the stage being built is the one resumed: its components' state, the
+        optimizer's included, comes from the checkpoint (loaded after ``on_stage_start``)."""
+        return self._restore_components
+
+    @property
     def position(self) -> dict[str, Any] | None:
         """Where in its epoch the checkpoint resumed from was written (``None``: at its end)."""
         if self.search is None:
