@@ -9,6 +9,7 @@ folders its callbacks claim (``logs/``, ``predictions/``...) — into
 A finished run is replaced so; an unfinished one only when asked (``overwrite=True``), since it
 can still be resumed. ``--resume`` in a logdir whose run was set aside by a run that stopped
 before its first checkpoint brings the set-aside run back and continues it.
+
 """
 
 from __future__ import annotations
@@ -176,17 +177,25 @@ class Logdir:
     # --- after the run's first checkpoint -----------------------------------------------------
     def durable(self) -> None:
         """A checkpoint of this run is complete and durable: delete what was set aside (once)."""
+        problem = self.drop_set_aside()
+        if problem is not None:
+            _warn(problem)
+
+    def drop_set_aside(self) -> str | None:
+        """`durable` for the checkpoint writer's thread: what to warn about, if anything, is
+        returned (for the training thread to say), not said."""
         if self._dropped:
-            return
+            return None
         self._dropped = True
         folder = self.path / SUPERSEDED
         if not folder.exists():
-            return
+            return None
         try:
             shutil.rmtree(folder)
         except OSError as err:  # the run goes on; only disk space is at stake
-            _warn(f"could not delete {folder} ({err.strerror or err}): it holds an earlier run "
-                  "that this one replaced; delete it by hand")
+            return (f"could not delete {folder} ({err.strerror or err}): it holds an earlier "
+                    "run that this one replaced; delete it by hand")
+        return None
 
     # --- helpers ------------------------------------------------------------------------------
     @property
