@@ -306,11 +306,15 @@ class ResumeSession:
             if skipped.path.name != INDEX and skipped.path.exists():
                 store.set_aside(skipped.path)
         counters, position = self.data["counters"], self.position
-        newer = store.discard_after(int(counters["global_epoch"]), None if position is None
-                                    else int(counters["global_batch_step"]))
-        if newer:
-            _warn(f"removed {len(newer)} checkpoint(s) newer than {self.search.path.name} "
-                  f"({', '.join(p.name for p in newer)}): the resumed run replaces them")
+        newer = store.newer_than(int(counters["global_epoch"]), None if position is None
+                                 else int(counters["global_batch_step"]))
+        if newer:  # kept, as they are, until this run's first checkpoint is durable
+            path = self.search.path
+            self.search.path = self.logdir.supersede(path)
+            _warn(f"resuming from {path.name}, older than the latest checkpoint of "
+                  f"{str(self.logdir.path)!r} ({newer[0].name}): that run is set aside in "
+                  f"{self.search.path.parents[2]} and deleted once this run saves its first "
+                  f"checkpoint; until then --resume (without a path) goes back to it")
 
 
 def open_session(runner: Any, builder: Any, resume: bool | str | Path | None = False, *,

@@ -18,7 +18,9 @@ blobs are missing or damaged, is skipped in favour of the one before it.
 
 Checkpoints are written by the run's checkpoint writer (`callbacks.writer`), in the background
 while the next epoch trains: `ResumeStore.write_later` does at once what must see the logdir as
-it is now and gives the rest as a job.
+it is now and gives the rest as a job. A checkpoint resumed from in its own folder while newer
+ones exist sets the logdir's run aside first (see `logdir.Logdir.supersede`), so they are
+deleted only once this run's first checkpoint is durable.
 
 A checkpoint may leave its bulk to blobs kept beside it (see `blobs`). Loading uses
 ``torch.load(..., mmap=True)`` and checksums are computed in chunks, so a checkpoint is never
@@ -271,17 +273,11 @@ class ResumeStore:
         (self.folder / INDEX).unlink(missing_ok=True)
         return removed
 
-    def discard_after(self, global_epoch: int, step: int | None = None) -> list[Path]:
-        """Remove checkpoints newer than ``global_epoch`` (at ``step``, for a mid-epoch one): a
-        timeline the resumed run replaces."""
+    def newer_than(self, global_epoch: int, step: int | None = None) -> list[Path]:
+        """The checkpoints newer than the one of ``global_epoch`` (at ``step``, for a mid-epoch
+        one), newest first."""
         since = (global_epoch, _END if step is None else step)
-        newer = [path for key, path in self._keyed() if key > since]
-        for path in newer:
-            path.unlink(missing_ok=True)
-        if newer:
-            self._write_index(self._entries())
-            self._prune_blobs()
-        return newer
+        return [path for key, path in self._keyed() if key > since]
 
     def set_aside(self, path: Path) -> Path:
         """Rename a damaged checkpoint to ``NAME.corrupt`` (kept for a post-mortem, never used)."""
