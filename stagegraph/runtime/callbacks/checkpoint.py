@@ -144,6 +144,15 @@ class CheckpointCallback(Callback):
             top, dropped, kept = self._rank(float(score), runner)
             if kept:
                 names.append(kept)
+        record = self._write(runner, names, dropped)
+        self.saved = (int(runner.global_epoch), record)
+        if runner.is_best_valid:
+            self.best = (names[0], record)
+        self.top = top
+
+    def _write(self, runner: Any, names: list[str], dropped: list[str]) -> PendingFile:
+        """Hand this epoch's files to the run's checkpoint writer; the epoch files that left the
+        ranking are deleted once the new files are durable."""
         # Taken before this epoch changes the ranking, so the files hold the state as of the
         # callbacks that ran before this one; copied, since the next epoch changes the model.
         with deferred():
@@ -153,15 +162,11 @@ class CheckpointCallback(Callback):
 
         def write() -> FileRecord:
             record = save_file(resolved(data), *paths)
-            for old in old_files:  # once the newer file is durable
+            for old in old_files:
                 old.unlink(missing_ok=True)
             return record
 
-        record = writer_of(runner).write(paths[0], write)
-        self.saved = (int(runner.global_epoch), record)
-        if runner.is_best_valid:
-            self.best = (names[0], record)
-        self.top = top
+        return writer_of(runner).write(paths[0], write)
 
     def on_stage_end(self, runner: Any) -> None:
         if self.folder is not None:  # the stage completed: a failure it had is behind it
