@@ -21,7 +21,7 @@ in chunks, ``mmap=True``); the growth of its peak resident memory (``ru_maxrss``
 the checkpoint's size. Linux carries a process's peak over ``exec``, so each measurement, and
 each training, runs in a process of its own.
 
-    python benchmarks/checkpoint_io.py   # prints e.g. "epoch-end stall background / sync: 0.08"
+    python benchmarks/checkpoint_io.py   # ends "epoch-end stall background / synchronous: 0.10 ..."
 """
 
 from __future__ import annotations
