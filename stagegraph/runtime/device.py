@@ -56,10 +56,13 @@ def _check_available(device: torch.device) -> None:
     raise DeviceError(f"device type {device.type!r} is not supported; use 'cpu', 'cuda' or 'mps'")
 
 
-def batch_mover(device: torch.device) -> Callable[[Any], Any]:
+def batch_mover(device: torch.device, pinned: bool = False) -> Callable[[Any], Any]:
     """A function moving the tensors of a batch (nested dicts, lists, tuples) to ``device``.
 
     Containers are rebuilt with the same type; anything that is not a tensor is kept as it is.
+    ``pinned``: the loader pins its batches in page-locked memory, so a copy to CUDA is issued
+    with ``non_blocking=True`` and overlaps the work already queued on the GPU (from pageable
+    memory a non-blocking copy gains nothing, and to MPS it is not safe in every torch version).
     """
     tensor = torch.Tensor
     if device.type == "cpu":
@@ -67,8 +70,10 @@ def batch_mover(device: torch.device) -> Callable[[Any], Any]:
         def leaf(value: torch.Tensor) -> torch.Tensor:
             return value if value.is_cpu else value.to(device)
     else:
+        non_blocking = pinned and device.type == "cuda"
+
         def leaf(value: torch.Tensor) -> torch.Tensor:
-            return value.to(device, non_blocking=True)
+            return value.to(device, non_blocking=non_blocking)
 
     def move(value: Any) -> Any:
         kind = type(value)

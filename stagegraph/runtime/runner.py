@@ -89,7 +89,9 @@ class Runner(RunnerState):
         super().__init__(plan, run_device, logdir_path)
         self.check = check
         self._builder = ComponentBuilder(self.experiment, self.device)
-        self._move = batch_mover(self.device)
+        # Batch movers for loaders that pin their memory or not (non-blocking copies to CUDA).
+        self._movers = (batch_mover(self.device), batch_mover(self.device, pinned=True))
+        self._move = self._movers[0]
         self._bindings: tuple[StageBinding, ...] = ()
         self._binding: StageBinding | None = None
         self._loader_items: tuple[tuple[str, LoaderKind, Any], ...] = ()
@@ -319,6 +321,7 @@ class Runner(RunnerState):
         self.is_infer_loader = kind is LoaderKind.infer
         self.loader_len = loader_len(loader, CHECK_RUN_BATCHES if self.is_check_run else None)
         self.loader_batch_size = loader_batch_size(loader)
+        self._move = self._movers[getattr(loader, "pin_memory", False) is True]
         self.loader_batch_step = self.loader_sample_step = 0
         set_train_mode(self.model, self.is_train_loader)
         sampler = getattr(loader, "sampler", None)

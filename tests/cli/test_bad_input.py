@@ -76,8 +76,8 @@ BAD_INPUTS = [
          ("error: run failed at stage 'train', epoch 2, loader 'valid', callback 'broken' "
           "(on_loader_end): ZeroDivisionError: division by zero in a user callback",)),
     Case("NaN loss", ("run", f"{BAD}:nan_loss", *RUN), 1,
-         ("loader 'train', batch 2, callback 'optimizer' (on_batch_end): NonFiniteLossError: "
-          "the loss 'loss' is nan",)),
+         ("loader 'train', callback 'optimizer' (on_loader_end): NonFiniteLossError: "
+          "the loss 'loss' was nan at batch 2 of this loader",)),
     Case("resume from a missing path", ("run", BAD, *RUN, "--resume", "gone"), 1,
          ("cannot run: cannot resume:", "error[SF603]", "'gone' does not exist"),
          before_any_work=True),

@@ -60,17 +60,38 @@ def test_a_non_finite_loss_stops_the_run_saying_where(tmp_path: Path, value: flo
     run = runner(experiment(poisoned({(2, "train", 2)}, value)), tmp_path)
     with pytest.raises(RunError) as info:
         run.run()
+    # Checked at loader end (no host read per batch), naming the first non-finite batch.
     assert str(info.value).startswith(
-        "run failed at stage 'train', epoch 2, loader 'train', batch 2, callback 'optimizer' "
-        f"(on_batch_end): NonFiniteLossError: the loss 'loss' is {value}, so the optimizer did "
-        "not step; the last checkpoint is untouched; lower the learning rate")
+        "run failed at stage 'train', epoch 2, loader 'train', callback 'optimizer' "
+        f"(on_loader_end): NonFiniteLossError: the loss 'loss' was {value} at batch 2 of this "
+        "loader, so the run stops at its end, before any checkpoint; the last checkpoint is "
+        "untouched; lower the learning rate")
     assert isinstance(info.value.__cause__, NonFiniteLossError)
-    assert all(torch.isfinite(p).all() for p in run.model.parameters())
     store = ResumeStore.of_logdir(tmp_path)
     assert [n for n, _ in store.files()] == [1]  # the last good one; none of the failed epoch
     assert (tmp_path / "checkpoints" / "train.exception.pth").exists()
     best = torch.load(tmp_path / "checkpoints" / "train.best.pth", weights_only=True)
     assert best["counters"]["epoch"] == 1
+
+
+def test_stop_is_checked_before_a_mid_epoch_checkpoint(tmp_path: Path) -> None:
+    """The losses are checked at loader end, and before any checkpoint saves the weights."""
+    gen = torch.Generator().manual_seed(1)
+    samples = [{"features": torch.randn(3, generator=gen), "targets": torch.tensor(i % 2)}
+               for i in range(16)]
+    exp = sg.Experiment("faults", seed=0, model=lambda: nn.Linear(3, 2),
+                        criterion=nn.CrossEntropyLoss, handler=poisoned({(1, "train", 2)}),
+                        optimizer=lambda m: torch.optim.SGD(m.parameters(), lr=0.1))
+    exp.add_stage("train", num_epochs=1, loaders={
+        "train": torch.utils.data.DataLoader(samples, batch_size=4),
+        "valid": torch.utils.data.DataLoader(samples, batch_size=8)})
+    run = sg.Runner(sg.compile(exp, device="cpu", verbose=False, logdir=str(tmp_path)),
+                    checkpoint_every=2)
+    with pytest.raises(RunError) as info:
+        run.run()
+    assert isinstance(info.value.__cause__, NonFiniteLossError)
+    assert "the loss 'loss' was nan at batch 2 of this loader" in str(info.value)
+    assert ResumeStore.of_logdir(tmp_path).files() == []  # nothing saved from the NaN step
 
 
 def test_skip_leaves_the_batch_out_and_warns_with_the_count() -> None:

@@ -71,7 +71,10 @@ class ConsoleLogger(Callback):
     Per loader, a tqdm bar: batches done, batches per second, samples per second and the running
     mean of ``metrics`` (default: ``loss`` and the stage's main metric). The bar is redrawn at most
     every ``refresh_interval`` seconds (``log_interval`` when ``file`` is not a terminal, so CI
-    logs stay short), which keeps the per-batch cost to a counter and a clock read. Per epoch, one
+    logs stay short), which keeps the per-batch cost to a counter and a clock read. A redraw reads
+    the running means back from the device (`MetricAggregationCallback.running`): a host
+    synchronisation, by design, once per refresh interval and never in the batches between. Per
+    epoch, one
     line with every epoch metric (diagnostics whose name starts with ``_`` left out) and
     ``(best)`` when the epoch is the best so far. At experiment end, a table of the best valid
     metrics of each stage. ``file`` defaults to ``sys.stdout``.

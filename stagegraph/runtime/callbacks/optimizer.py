@@ -35,11 +35,14 @@ class OptimizerCallback(Callback):
     per loss (two would back-propagate one graph twice: give each optimizer its own loss).
 
     ``nonfinite`` says what a NaN or infinite loss does: ``"stop"`` (the default) raises
-    `NonFiniteLossError` before the step, so the run stops with the batch named and the last
-    checkpoint untouched; ``"skip"`` leaves the batch out (no backward, no step) and warns at loader
-    end with the count; ``"ignore"`` checks nothing. On CPU the check reads the loss value each
-    batch (about a microsecond); on an accelerator that would synchronise every batch, so
-    ``"stop"`` keeps a flag on the device and raises at the end of the loader instead.
+    `NonFiniteLossError` at the end of the loader, naming the first batch whose loss was not
+    finite, before any checkpoint is written from the weights it stepped (the check also runs
+    before a mid-epoch checkpoint), so the last checkpoint is untouched; ``"skip"`` leaves the
+    batch out (no backward, no step) and warns at loader end with the count; ``"ignore"`` checks
+    nothing. ``"stop"`` reads nothing back from the device per batch: it keeps the detached
+    losses (stacked on the device every few hundred batches) and looks at them once, so a batch
+    costs no host synchronisation. ``"skip"`` must decide per batch whether to step, so it reads
+    the loss each batch: the one policy that synchronises.
     """
 
     order: ClassVar[int] = CallbackOrder.Optimizer
@@ -74,7 +77,7 @@ class OptimizerCallback(Callback):
         self.optimizer_key = optimizer_key
         self.nonfinite = nonfinite
         self._skipped: list[int] = []  # batches of this loader left out for a non-finite loss
-        self._device_finite: Any = None  # "stop" on an accelerator: all losses finite so far
+        self._losses = _Losses()  # "stop": this loader's losses, checked at its end
         self._optimizer: Any = None
         self._scaler: Any = None
         self._active = False
@@ -89,7 +92,8 @@ class OptimizerCallback(Callback):
     def on_loader_start(self, runner: Any) -> None:
         self._active = bool(runner.is_train_loader)
         self._pending = 0
-        self._skipped, self._device_finite = [], None
+        self._skipped = []
+        self._losses = _Losses()
         if not self._active:
             return
         self._optimizer = self._resolve(runner)
@@ -105,7 +109,9 @@ class OptimizerCallback(Callback):
         loss = runner.batch_metrics[self.metric_key]
         if not loss.requires_grad:
             return
-        if self.nonfinite != "ignore" and not self._finite(loss, runner):
+        if self.nonfinite == "stop":
+            self._losses.add(loss, runner.loader_batch_step)
+        elif self.nonfinite == "skip" and not self._finite(loss, runner):
             return
         if self.accumulation_steps > 1:
             loss = loss / self.accumulation_steps
@@ -118,10 +124,7 @@ class OptimizerCallback(Callback):
             self._step()
 
     def on_loader_end(self, runner: Any) -> None:
-        if self._device_finite is not None and not bool(self._device_finite):
-            raise NonFiniteLossError(_stop_message(
-                f"a loss {self.metric_key!r} of this loader was NaN or infinite (checked at "
-                f"loader end on {runner.device}, where a check per batch would synchronise)"))
+        self._check()
         if self._skipped:
             warnings.warn(StagegraphWarning(
                 f"stage {runner.stage_name!r}, epoch {runner.epoch}, loader "
@@ -140,32 +143,36 @@ class OptimizerCallback(Callback):
             runner.epoch_metrics["lr"] = float(optimizer.param_groups[0]["lr"])
 
     def loader_state_dict(self) -> dict[str, Any]:
-        """Steps pending in the accumulation (the runner saves the gradients themselves)."""
-        return {"pending": self._pending, "skipped": list(self._skipped),
-                "device_finite": self._device_finite}
+        """Steps pending in the accumulation (the runner saves the gradients themselves).
+
+        Raises `NonFiniteLossError` if a loss so far was not finite: no checkpoint is written
+        from weights a non-finite loss stepped.
+        """
+        self._check()
+        self._losses = _Losses()  # checked: all finite
+        return {"pending": self._pending, "skipped": list(self._skipped)}
 
     def load_loader_state_dict(self, state: dict[str, Any]) -> None:
         self._pending = int(state["pending"])
         self._skipped = [int(n) for n in state["skipped"]]
-        self._device_finite = state["device_finite"]
+        self._losses = _Losses()
+
+    def _check(self) -> None:
+        """``"stop"``: raise if a loss of this loader so far was NaN or infinite."""
+        found = self._losses.first_nonfinite()
+        if found is not None:
+            batch, value = found
+            raise NonFiniteLossError(_stop_message(
+                f"the loss {self.metric_key!r} was {value} at batch {batch} of this loader, so "
+                "the run stops at its end, before any checkpoint"))
 
     def _finite(self, loss: torch.Tensor, runner: Any) -> bool:
-        """Whether ``loss`` is finite; raises for ``"stop"``, records the batch for ``"skip"``."""
-        if loss.is_cpu or self.nonfinite == "skip":
-            value = loss.item() if loss.numel() == 1 else float(loss.detach().sum())
-            if math.isfinite(value):
-                return True
-            if self.nonfinite == "stop":
-                raise NonFiniteLossError(_stop_message(
-                    f"the loss {self.metric_key!r} is {value}, so the optimizer did not step"))
-            self._skipped.append(int(runner.loader_batch_step))
-            return False
-        import torch
-
-        finite = torch.isfinite(loss.detach()).all()
-        self._device_finite = finite if self._device_finite is None else (
-            self._device_finite & finite)
-        return True
+        """``"skip"``: whether ``loss`` is finite (a host read); records the batch if not."""
+        value = loss.item() if loss.numel() == 1 else float(loss.detach().sum())
+        if math.isfinite(value):
+            return True
+        self._skipped.append(int(runner.loader_batch_step))
+        return False
 
     def _step(self) -> None:
         optimizer, scaler = self._optimizer, self._scaler
@@ -207,6 +214,41 @@ class OptimizerCallback(Callback):
     def __repr__(self) -> str:
         return (f"OptimizerCallback(metric_key={self.metric_key!r}, "
                 f"accumulation_steps={self.accumulation_steps})")
+
+
+class _Losses:
+    """The losses of a loader's batches not checked yet and their batch numbers, kept on the
+    device; every ``CHUNK`` of them are stacked into one tensor there, without synchronising."""
+
+    CHUNK = 512
+
+    def __init__(self) -> None:
+        self.steps: list[int] = []
+        self.chunks: list[torch.Tensor] = []
+        self.last: list[torch.Tensor] = []
+
+    def add(self, loss: torch.Tensor, step: int) -> None:
+        value = loss.detach()
+        self.last.append(value.sum() if value.ndim else value)
+        self.steps.append(step)
+        if len(self.last) >= self.CHUNK:
+            import torch
+
+            self.chunks.append(torch.stack(self.last))
+            self.last = []
+
+    def first_nonfinite(self) -> tuple[int, float] | None:
+        """(batch number in the loader, its loss) of the first non-finite loss; one host read."""
+        if not self.steps:
+            return None
+        import torch
+
+        losses = torch.cat([*self.chunks, torch.stack(self.last)] if self.last else self.chunks)
+        bad = (~torch.isfinite(losses)).nonzero()
+        if not len(bad):
+            return None
+        index = int(bad[0, 0])
+        return self.steps[index], float(losses[index])
 
 
 def _stop_message(what: str) -> str:
