@@ -1,54 +1,96 @@
-"""Per-batch time of stagegraph over a hand-written PyTorch loop doing the same work.
+"""Per-batch time of stagegraph as a ratio to a hand-written PyTorch loop on the same DataLoader.
 
-Both train the same MLP (32 -> 64 -> 10) on the same in-memory batches (batch 32, one train and
-one valid loader): forward, cross-entropy, backward, Adam step on train batches, and a loss mean
-weighted by batch size per loader, as stagegraph's default callbacks do (its console logging is
-left out: ``verbose=False``, no logdir). The two are interleaved in one process, repeat after
-repeat, so machine noise hits both alike; the figure is the ratio of their median per-batch times.
+Every run is a fresh process (``--worker``), so neither side inherits a warm allocator or cache
+from the other; the runs are interleaved round by round (the order rotates each round), and each
+stagegraph run is divided by the hand-written run of its round and model, so machine noise that
+lasts longer than a round hits both alike. Printed per model and variant: the median ratio and
+its per-round min–max.
 
-    python benchmarks/runtime_overhead.py            # prints e.g. "ratio stagegraph / hand-written loop: 1.03"
-"""  # noqa: E501
+Both sides train the same MLP with Adam on the same ``DataLoader`` (a ``TensorDataset``, batch 32,
+shuffled with a seeded generator, one train and one valid loader), one torch thread:
+``tiny`` is 32 -> 64 -> 10 (per-batch overhead shows), ``compute`` 512 -> 2048 -> 2048 -> 10
+(the model's work dominates). The hand-written loop does forward, cross-entropy, backward and
+step on train batches and a loss mean weighted by batch size per loader (one ``.item()`` a batch,
+as people write it). The variants (``VARIANTS``):
+
+- ``lean``: ``sg.run(verbose=False)``, no logdir: criterion, optimizer, metric aggregation and
+  validation callbacks only;
+- ``full``: the full defaults with a logdir: the console's progress bar (tqdm, as on a terminal,
+  redrawn every 0.2 s, written to a null terminal), the CSV logger, the best/last checkpoints and
+  a resume checkpoint after every epoch (written in the background).
+
+    python benchmarks/runtime_overhead.py                 # 5 rounds, both models
+    python benchmarks/runtime_overhead.py --rounds 3 --models tiny
+"""
 
 from __future__ import annotations
 
 import argparse
+import io
+import itertools
+import json
+import os
 import statistics
+import subprocess
+import sys
+import tempfile
 import time
+from collections.abc import Callable
 from typing import Any
 
 import torch
 from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
 
 import stagegraph as sg
 
 SEED = 0
 
+#: name -> (layer widths, train batches per epoch, epochs)
+MODELS: dict[str, tuple[tuple[int, ...], int, int]] = {
+    "tiny": ((32, 64, 10), 800, 3),
+    "compute": ((512, 2048, 2048, 10), 60, 2),
+}
+BATCH = 32
 
-def make_data(batches: int, batch_size: int = 32) -> list[tuple[torch.Tensor, torch.Tensor]]:
-    generator = torch.Generator().manual_seed(SEED)
-    return [(torch.randn(batch_size, 32, generator=generator),
-             torch.randint(0, 10, (batch_size,), generator=generator)) for _ in range(batches)]
+
+def make_loaders(model: str) -> tuple[DataLoader, DataLoader]:
+    widths, batches, _ = MODELS[model]
+    gen = torch.Generator().manual_seed(SEED)
+
+    def dataset(n: int) -> TensorDataset:
+        return TensorDataset(torch.randn(n * BATCH, widths[0], generator=gen),
+                             torch.randint(0, widths[-1], (n * BATCH,), generator=gen))
+
+    shuffle = torch.Generator().manual_seed(SEED)
+    return (DataLoader(dataset(batches), batch_size=BATCH, shuffle=True, generator=shuffle),
+            DataLoader(dataset(max(1, batches // 4)), batch_size=BATCH))
 
 
-def make_model() -> nn.Module:
+def make_model(model: str) -> nn.Module:
     torch.manual_seed(SEED)
-    return nn.Sequential(nn.Linear(32, 64), nn.ReLU(), nn.Linear(64, 10))
+    widths = MODELS[model][0]
+    layers: list[nn.Module] = []
+    for i, (a, b) in enumerate(itertools.pairwise(widths)):
+        layers += [nn.Linear(a, b)] + ([nn.ReLU()] if i < len(widths) - 2 else [])
+    return nn.Sequential(*layers)
 
 
-def hand_written(train: list[Any], valid: list[Any], epochs: int) -> float:
-    """The loop a careful user writes by hand; returns seconds spent in the epochs."""
-    model = make_model()
+# --- the loops measured; each returns the seconds spent in its epochs -------------------------
+def hand_written(model: str, train: DataLoader, valid: DataLoader, epochs: int) -> float:
+    """The loop a careful user writes by hand."""
+    net = make_model(model)
     criterion = nn.CrossEntropyLoss()
-    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    optimizer = torch.optim.Adam(net.parameters(), lr=1e-3)
     best = float("inf")
     start = time.perf_counter()
     for _ in range(epochs):
         for loader, training in ((train, True), (valid, False)):
-            model.train(training)
+            net.train(training)
             total, count = 0.0, 0
             with torch.set_grad_enabled(training):
                 for features, targets in loader:
-                    loss = criterion(model(features), targets)
+                    loss = criterion(net(features), targets)
                     if training:
                         optimizer.zero_grad()
                         loss.backward()
@@ -70,38 +112,103 @@ class StageClock(sg.Callback):
         self.seconds = time.perf_counter() - self.start
 
 
-def with_stagegraph(train: list[Any], valid: list[Any], epochs: int) -> float:
+class NullTerminal(io.StringIO):
+    """A terminal that shows nothing: the console draws its tqdm bar as on a real one."""
+
+    def isatty(self) -> bool:
+        return True
+
+    def write(self, text: str) -> int:
+        return len(text)
+
+
+def stagegraph_run(model: str, train: DataLoader, valid: DataLoader, epochs: int, *,
+                   full: bool) -> float:
+    from stagegraph.runtime.callbacks import ConsoleLogger
+
     clock = StageClock()
-    exp = sg.Experiment("overhead", seed=SEED, model=make_model, criterion=nn.CrossEntropyLoss,
+    exp = sg.Experiment("overhead", seed=SEED, model=lambda: make_model(model),
+                        criterion=nn.CrossEntropyLoss,
                         optimizer=lambda m: torch.optim.Adam(m.parameters(), lr=1e-3),
                         handler=sg.SupervisedHandler("features", "targets", "logits"))
+    callbacks: dict[str, sg.Callback] = {"clock": clock}
+    if full:  # the default console, drawing its bar on a (null) terminal
+        callbacks["console"] = ConsoleLogger(file=NullTerminal())
     exp.add_stage("train", num_epochs=epochs, loaders={"train": train, "valid": valid},
-                  callbacks={"clock": clock})
-    sg.run(exp, device="cpu", verbose=False)
+                  callbacks=callbacks)
+    with tempfile.TemporaryDirectory() as logdir:
+        sg.run(exp, device="cpu", verbose=full, logdir=logdir if full else None)
     return clock.seconds
+
+
+def lean(model: str, train: DataLoader, valid: DataLoader, epochs: int) -> float:
+    return stagegraph_run(model, train, valid, epochs, full=False)
+
+
+def full(model: str, train: DataLoader, valid: DataLoader, epochs: int) -> float:
+    return stagegraph_run(model, train, valid, epochs, full=True)
+
+
+Loop = Callable[[str, DataLoader, DataLoader, int], float]
+
+#: The stagegraph variants, each compared with ``hand_written``. Add a variant here (a function
+#: with the signature of ``lean``) and it is run and printed like the others.
+VARIANTS: dict[str, Loop] = {"lean": lean, "full": full}
+
+
+# --- one run in this process ------------------------------------------------------------------
+def worker(model: str, variant: str) -> None:
+    """Warm up, time one run, print its seconds per batch as JSON on the last line."""
+    torch.set_num_threads(1)
+    loop = hand_written if variant == "hand" else VARIANTS[variant]
+    train, valid = make_loaders(model)
+    epochs = MODELS[model][2]
+    warm_train, warm_valid = (DataLoader(loader.dataset, batch_size=BATCH)
+                              for loader in (train, valid))
+    loop(model, _head(warm_train), _head(warm_valid), 1)  # first calls, allocator, imports
+    seconds = loop(model, train, valid, epochs)
+    print(json.dumps({"per_batch": seconds / (epochs * (len(train) + len(valid)))}))
+
+
+def _head(loader: DataLoader, batches: int = 20) -> DataLoader:
+    dataset = torch.utils.data.Subset(loader.dataset, range(min(len(loader.dataset),
+                                                                batches * BATCH)))
+    return DataLoader(dataset, batch_size=BATCH)
+
+
+def spawn(model: str, variant: str) -> float:
+    out = subprocess.run([sys.executable, __file__, "--worker", model, variant], check=True,
+                         capture_output=True, text=True, env=os.environ.copy())
+    return float(json.loads(out.stdout.strip().splitlines()[-1])["per_batch"])
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeats", type=int, default=7)
-    parser.add_argument("--epochs", type=int, default=3)
-    parser.add_argument("--batches", type=int, default=200, help="train batches per epoch")
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--models", nargs="+", default=list(MODELS), choices=list(MODELS))
+    parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
+    parser.add_argument("--worker", nargs=2, metavar=("MODEL", "VARIANT"), help=argparse.SUPPRESS)
     args = parser.parse_args()
-    torch.set_num_threads(1)
-    train, valid = make_data(args.batches), make_data(args.batches // 4)
-    per_epoch = len(train) + len(valid)
-    hand_written(train, valid, 1), with_stagegraph(train, valid, 1)  # warm up both
-    hand, ours = [], []
-    batches = per_epoch * args.epochs
-    for repeat in range(args.repeats):
-        # Alternate which goes first, so neither always runs on a warmer or cooler machine.
-        order = [(hand, hand_written), (ours, with_stagegraph)]
-        for times, loop in order if repeat % 2 == 0 else order[::-1]:
-            times.append(loop(train, valid, args.epochs) / batches)
-    h, s = statistics.median(hand), statistics.median(ours)
-    print(f"hand-written loop: {h * 1e6:.1f} us/batch; stagegraph: {s * 1e6:.1f} us/batch "
-          f"(medians of {args.repeats} interleaved runs, {batches} batches each)")
-    print(f"ratio stagegraph / hand-written loop: {s / h:.3f}")
+    if args.worker:
+        worker(*args.worker)
+        return
+    runs = [(m, v) for m in args.models for v in ("hand", *args.variants)]
+    times: dict[tuple[str, str], list[float]] = {run: [] for run in runs}
+    for r in range(args.rounds):
+        shift = r % len(runs)  # rotate, so no run always goes first on a fresh machine
+        for run in runs[shift:] + runs[:shift]:
+            times[run].append(spawn(*run))
+        print(f"round {r + 1}/{args.rounds} done", file=sys.stderr, flush=True)
+    print(f"{args.rounds} rounds of fresh processes, interleaved; ratio to the hand-written loop "
+          "(median, per-round min-max)")
+    for model in args.models:
+        hand = times[(model, "hand")]
+        print(f"{model}: hand-written loop {statistics.median(hand) * 1e6:.0f} us/batch")
+        for variant in args.variants:
+            ratios = [s / h for s, h in zip(times[(model, variant)], hand, strict=True)]
+            print(f"  {variant:<10} {statistics.median(ratios):.3f}x  "
+                  f"({min(ratios):.3f}-{max(ratios):.3f})  "
+                  f"{statistics.median(times[(model, variant)]) * 1e6:.0f} us/batch")
 
 
 if __name__ == "__main__":
