@@ -163,17 +163,16 @@ def worker(model: str, variant: str) -> None:
     loop = hand_written if variant == "hand" else VARIANTS[variant]
     train, valid = make_loaders(model)
     epochs = MODELS[model][2]
-    warm_train, warm_valid = (DataLoader(loader.dataset, batch_size=BATCH)
-                              for loader in (train, valid))
-    loop(model, _head(warm_train), _head(warm_valid), 1)  # first calls, allocator, imports
+    loop(model, _head(train), _head(valid), 1)  # first calls, allocator, imports
     seconds = loop(model, train, valid, epochs)
     print(json.dumps({"per_batch": seconds / (epochs * (len(train) + len(valid)))}))
 
 
 def _head(loader: DataLoader, batches: int = 20) -> DataLoader:
-    dataset = torch.utils.data.Subset(loader.dataset, range(min(len(loader.dataset),
-                                                                batches * BATCH)))
-    return DataLoader(dataset, batch_size=BATCH)
+    """The first ``batches`` batches of ``loader``'s dataset, unshuffled: the warm-up."""
+    size = len(loader.dataset)  # type: ignore[arg-type]  # a TensorDataset has a length
+    return DataLoader(torch.utils.data.Subset(loader.dataset, range(min(size, batches * BATCH))),
+                      batch_size=BATCH)
 
 
 def spawn(model: str, variant: str) -> float:
