@@ -4,7 +4,9 @@ Every run is a fresh process (``--worker``), so neither side inherits a warm all
 from the other; the runs are interleaved round by round (the order rotates each round), and each
 stagegraph run is divided by the hand-written run of its round and model, so machine noise that
 lasts longer than a round hits both alike. Printed per model and variant: the median ratio and
-its per-round min–max.
+its per-round min–max, of wall-clock time and of the process's CPU time (all its threads, so the
+background checkpoint writer counts; on a shared, loaded machine CPU time varies much less than
+wall-clock time, which includes the time other processes held the cores).
 
 Both sides train the same MLP with Adam on the same ``DataLoader`` (a ``TensorDataset``, batch 32,
 shuffled with a seeded generator, one train and one valid loader), one torch thread:
@@ -76,14 +78,15 @@ def make_model(model: str) -> nn.Module:
     return nn.Sequential(*layers)
 
 
-# --- the loops measured; each returns the seconds spent in its epochs -------------------------
-def hand_written(model: str, train: DataLoader, valid: DataLoader, epochs: int) -> float:
+# --- the loops measured; each returns (wall, CPU) seconds spent in its epochs -----------------
+def hand_written(model: str, train: DataLoader, valid: DataLoader, epochs: int
+                 ) -> tuple[float, float]:
     """The loop a careful user writes by hand."""
     net = make_model(model)
     criterion = nn.CrossEntropyLoss()
     optimizer = torch.optim.Adam(net.parameters(), lr=1e-3)
     best = float("inf")
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     for _ in range(epochs):
         for loader, training in ((train, True), (valid, False)):
             net.train(training)
@@ -99,17 +102,17 @@ def hand_written(model: str, train: DataLoader, valid: DataLoader, epochs: int) 
                     count += len(features)
             if not training:
                 best = min(best, total / count)
-    return time.perf_counter() - start
+    return time.perf_counter() - start, time.process_time() - cpu
 
 
 class StageClock(sg.Callback):
     """Times a stage from its start to its end; no per-batch work."""
 
     def on_stage_start(self, runner: Any) -> None:
-        self.start = time.perf_counter()
+        self.start, self.cpu = time.perf_counter(), time.process_time()
 
     def on_stage_end(self, runner: Any) -> None:
-        self.seconds = time.perf_counter() - self.start
+        self.seconds = time.perf_counter() - self.start, time.process_time() - self.cpu
 
 
 class NullTerminal(io.StringIO):
@@ -123,7 +126,7 @@ class NullTerminal(io.StringIO):
 
 
 def stagegraph_run(model: str, train: DataLoader, valid: DataLoader, epochs: int, *,
-                   full: bool) -> float:
+                   full: bool) -> tuple[float, float]:
     from stagegraph.runtime.callbacks import ConsoleLogger
 
     clock = StageClock()
@@ -141,15 +144,15 @@ def stagegraph_run(model: str, train: DataLoader, valid: DataLoader, epochs: int
     return clock.seconds
 
 
-def lean(model: str, train: DataLoader, valid: DataLoader, epochs: int) -> float:
+def lean(model: str, train: DataLoader, valid: DataLoader, epochs: int) -> tuple[float, float]:
     return stagegraph_run(model, train, valid, epochs, full=False)
 
 
-def full(model: str, train: DataLoader, valid: DataLoader, epochs: int) -> float:
+def full(model: str, train: DataLoader, valid: DataLoader, epochs: int) -> tuple[float, float]:
     return stagegraph_run(model, train, valid, epochs, full=True)
 
 
-Loop = Callable[[str, DataLoader, DataLoader, int], float]
+Loop = Callable[[str, DataLoader, DataLoader, int], tuple[float, float]]
 
 #: The stagegraph variants, each compared with ``hand_written``. Add a variant here (a function
 #: with the signature of ``lean``) and it is run and printed like the others.
@@ -158,14 +161,15 @@ VARIANTS: dict[str, Loop] = {"lean": lean, "full": full}
 
 # --- one run in this process ------------------------------------------------------------------
 def worker(model: str, variant: str) -> None:
-    """Warm up, time one run, print its seconds per batch as JSON on the last line."""
+    """Warm up, time one run, print its (wall, CPU) seconds per batch as JSON, last line."""
     torch.set_num_threads(1)
     loop = hand_written if variant == "hand" else VARIANTS[variant]
     train, valid = make_loaders(model)
     epochs = MODELS[model][2]
     loop(model, _head(train), _head(valid), 1)  # first calls, allocator, imports
-    seconds = loop(model, train, valid, epochs)
-    print(json.dumps({"per_batch": seconds / (epochs * (len(train) + len(valid)))}))
+    batches = epochs * (len(train) + len(valid))
+    wall, cpu = loop(model, train, valid, epochs)
+    print(json.dumps({"wall": wall / batches, "cpu": cpu / batches}))
 
 
 def _head(loader: DataLoader, batches: int = 20) -> DataLoader:
@@ -175,10 +179,10 @@ def _head(loader: DataLoader, batches: int = 20) -> DataLoader:
                       batch_size=BATCH)
 
 
-def spawn(model: str, variant: str) -> float:
+def spawn(model: str, variant: str) -> dict[str, float]:
     out = subprocess.run([sys.executable, __file__, "--worker", model, variant], check=True,
                          capture_output=True, text=True, env=os.environ.copy())
-    return float(json.loads(out.stdout.strip().splitlines()[-1])["per_batch"])
+    return {k: float(v) for k, v in json.loads(out.stdout.strip().splitlines()[-1]).items()}
 
 
 def main() -> None:
@@ -192,7 +196,7 @@ def main() -> None:
         worker(*args.worker)
         return
     runs = [(m, v) for m in args.models for v in ("hand", *args.variants)]
-    times: dict[tuple[str, str], list[float]] = {run: [] for run in runs}
+    times: dict[tuple[str, str], list[dict[str, float]]] = {run: [] for run in runs}
     for r in range(args.rounds):
         shift = r % len(runs)  # rotate, so no run always goes first on a fresh machine
         for run in runs[shift:] + runs[:shift]:
@@ -202,12 +206,22 @@ def main() -> None:
           "(median, per-round min-max)")
     for model in args.models:
         hand = times[(model, "hand")]
-        print(f"{model}: hand-written loop {statistics.median(hand) * 1e6:.0f} us/batch")
+        print(f"{model}: hand-written loop {_median(hand, 'wall') * 1e6:.0f} us/batch wall, "
+              f"{_median(hand, 'cpu') * 1e6:.0f} us/batch CPU")
         for variant in args.variants:
-            ratios = [s / h for s, h in zip(times[(model, variant)], hand, strict=True)]
-            print(f"  {variant:<10} {statistics.median(ratios):.3f}x  "
-                  f"({min(ratios):.3f}-{max(ratios):.3f})  "
-                  f"{statistics.median(times[(model, variant)]) * 1e6:.0f} us/batch")
+            ours = times[(model, variant)]
+            print(f"  {variant:<10}" + "  ".join(_ratio(ours, hand, clock)
+                                                 for clock in ("wall", "cpu")))
+
+
+def _median(runs: list[dict[str, float]], clock: str) -> float:
+    return statistics.median(run[clock] for run in runs)
+
+
+def _ratio(ours: list[dict[str, float]], hand: list[dict[str, float]], clock: str) -> str:
+    ratios = [s[clock] / h[clock] for s, h in zip(ours, hand, strict=True)]
+    return (f"{clock} {statistics.median(ratios):.3f}x ({min(ratios):.3f}-{max(ratios):.3f}, "
+            f"{_median(ours, clock) * 1e6:.0f} us/batch)")
 
 
 if __name__ == "__main__":
