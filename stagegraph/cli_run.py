@@ -22,7 +22,8 @@ def run_plan(plan: ExecutionPlan, *, check: bool, show_traceback: bool,
         with plain_warnings():
             runner = Runner(plan, check=check, resume=resume, allow_plan_change=allow_plan_change,
                             overwrite=overwrite, checkpoint_every=checkpoint_every)
-            if runner.resumed_from is not None:
+            # A group torchrun restarted says where it resumed once, on rank 0 (see `elastic`).
+            if runner.resumed_from is not None and not runner.restarted:
                 print(f"resuming from {runner.resumed_from}: {runner.resume_position}",
                       file=sys.stderr)
             runner.run()

@@ -32,6 +32,7 @@ from stagegraph.compiler.plan import ExecutionPlan, StagePlan
 from stagegraph.graph.enums import LoaderKind, RankKind
 from stagegraph.launch import TIMEOUT_VARIABLE, LaunchError, TorchrunEnv, timeout_seconds
 from stagegraph.launch import torchrun_env as read_torchrun_env
+from stagegraph.runtime.attempt_store import attempt_store, shares_agent_store
 from stagegraph.runtime.callbacks.files import unwrap as unwrap_model
 from stagegraph.runtime.device import resolve_device
 from stagegraph.runtime.errors import DeviceError, DistributedError, PlanError, RunError
@@ -107,8 +108,7 @@ class Distributed:
         the failure is a collective that lost its peers. SIGTERM (torchrun stopping the ranks
         after one failed) ends the rank with a message instead of silently.
         """
-        if self.owns_group:
-            self._initialise()
+        self.start()
         previous = _exit_on_sigterm(self.env)
         try:
             yield
@@ -122,12 +122,31 @@ class Distributed:
             if self.owns_group:
                 _destroy()
 
+    def start(self) -> None:
+        """Initialise the process group now, if this rank owns it and has not yet (a restarted
+        group agrees on its checkpoint before the run, see `elastic`); `group` destroys it."""
+        if self.owns_group and not dist.is_initialized():
+            self._initialise()
+
+    def stop(self) -> None:
+        """Destroy the process group `start` initialised (a run that fails before it starts)."""
+        if self.owns_group:
+            _destroy()
+
     def _initialise(self) -> None:
         backend = "nccl" if self.device.type == "cuda" else "gloo"
         if self.device.type == "cuda":
             torch.cuda.set_device(self.device)
+        timeout = timedelta(seconds=self.timeout)
         try:
-            dist.init_process_group(backend, timeout=timedelta(seconds=self.timeout))
+            if self.env.max_restarts > 0 and shares_agent_store():  # keys of one attempt only
+                dist.init_process_group(backend, store=attempt_store(self.env, self.timeout),
+                                        rank=self.env.rank, world_size=self.env.world_size,
+                                        timeout=timeout)
+            else:
+                dist.init_process_group(backend, timeout=timeout)
+        except DistributedError:
+            raise
         except Exception as err:
             raise DistributedError(
                 f"{self.env}: could not initialise the {backend} process group: "
@@ -143,6 +162,18 @@ class Distributed:
                                 world_size=self.env.world_size, seed=seed,
                                 warn=self.env.rank == 0)
         return model, loaders
+
+    def broadcast(self, value: Any) -> Any:
+        """Rank 0's ``value`` (any picklable object) on every rank; every rank calls this."""
+        box = [value]
+        dist.broadcast_object_list(box, src=0)
+        return box[0]
+
+    def gather(self, value: Any) -> list[Any]:
+        """Every rank's ``value``, in rank order, on every rank; every rank calls this."""
+        values: list[Any] = [None] * self.env.world_size
+        dist.all_gather_object(values, value)
+        return values
 
     def any(self, flag: bool) -> bool:
         """Whether ``flag`` is true on any rank (every rank must call this together)."""
@@ -190,7 +221,9 @@ def _env_of_group() -> TorchrunEnv:
     env = read_torchrun_env()
     local_rank = env.local_rank if env is not None else 0
     local_world = env.local_world_size if env is not None else 1
-    return TorchrunEnv(int(dist.get_rank()), int(dist.get_world_size()), local_rank, local_world)
+    restarts = (env.restart, env.max_restarts) if env is not None else (0, 0)
+    return TorchrunEnv(int(dist.get_rank()), int(dist.get_world_size()), local_rank, local_world,
+                       *restarts)
 
 
 def _destroy() -> None:

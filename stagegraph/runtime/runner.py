@@ -24,12 +24,12 @@ from stagegraph.runtime.binding import Hook, StageBinding, bind
 from stagegraph.runtime.components import ComponentBuilder
 from stagegraph.runtime.device import batch_mover, batch_size, resolve_device
 from stagegraph.runtime.distributed import Distributed
+from stagegraph.runtime.elastic import Elastic
 from stagegraph.runtime.errors import RunError, StagegraphWarning
 from stagegraph.runtime.faults import explain
 from stagegraph.runtime.loop import describe, loader_batch_size, loader_len, place, set_train_mode
 from stagegraph.runtime.precision import make_scaler, precision_step
 from stagegraph.runtime.resolve import runnable_plan
-from stagegraph.runtime.resume import open_session
 from stagegraph.runtime.resume.midepoch import MidEpoch, Stopped, StopRun
 from stagegraph.runtime.seeding import set_global_seed
 from stagegraph.runtime.state import RunnerState
@@ -92,8 +92,14 @@ class Runner(RunnerState):
         self._failed: tuple[str, str] | None = None  # (callback, event) an exception came from
         if self.logdir is not None and self.is_distributed_master:
             lock.probe(self.logdir)  # another run in this logdir: say so before anything else
-        self._resume = open_session(self, self._builder, resume,
-                                    allow_plan_change=allow_plan_change, overwrite=overwrite)
+        # Under torchrun's restarts (--max-restarts), a restarted group resumes its run.
+        self._elastic = Elastic(self._distributed, self.logdir)
+        self._resume = self._elastic.open_session(self, self._builder, resume,
+                                                  allow_plan_change=allow_plan_change,
+                                                  overwrite=overwrite)
+        #: Whether this attempt continues the run of a group torchrun restarted (rank 0 says
+        #: where it resumed).
+        self.restarted: bool = self._elastic.restarted
         #: The checkpoint resumed from (``None``: from the start), and where the run continues.
         self.resumed_from: Path | None = self._resume.resumed_from
         self.resume_position: str = self._resume.describe()
@@ -106,8 +112,9 @@ class Runner(RunnerState):
     def run(self) -> Runner:
         """Run every stage of the plan; returns the runner (see ``exception`` if not re-raised)."""
         self._bindings = bind(self.plan, self.experiment)
-        with self._logdir_lock():
+        with self._elastic.stop_group_on_error(), self._logdir_lock():
             self._resume.prepare(self._bindings)
+            self._elastic.mark()  # this job's run is in the logdir, for torchrun's restarts
             self.resumed_from = self._resume.resumed_from  # moved back from a set-aside run
             self.exception, self._failed, self.need_exception_reraise = None, None, True
             group = (contextlib.nullcontext() if self._distributed is None

@@ -61,9 +61,11 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def torchrun(out: Path, *options: str, **extra: str) -> Launch:
-    """``torchrun --nproc_per_node 2`` with a c10d rendezvous on a free port, as a user would."""
+def torchrun(out: Path, *options: str, restarts: int = 0, **extra: str) -> Launch:
+    """``torchrun --nproc_per_node 2`` with a c10d rendezvous on a free port, as a user would;
+    ``restarts`` is its ``--max-restarts``."""
     command = ["-m", "torch.distributed.run", "--nnodes", "1", "--nproc_per_node", "2",
+               "--max-restarts", str(restarts),
                "--rdzv-backend", "c10d", "--rdzv-endpoint", f"127.0.0.1:{free_port()}",
                "-m", "stagegraph", "run", str(FIXTURE), "--quiet", *options]
     return launch(command, out, **extra)
