@@ -113,6 +113,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--quiet", action="store_true", help="no console logging")
     run.add_argument("--ddp", type=_process_count, metavar="N",
                      help="distributed data parallel on N local processes (starts torchrun)")
+    run.add_argument("--max-restarts", type=_restart_count, metavar="N", default=0,
+                     help="with --ddp: when a process fails, torchrun restarts them all, up to N "
+                          "times, and they resume from the latest checkpoint")
     run.add_argument("--dist-timeout", type=_seconds, metavar="SECONDS",
                      help="how long a rank waits for the others in a distributed run "
                           "(default 600; sets STAGEGRAPH_DIST_TIMEOUT)")
@@ -168,6 +171,13 @@ def _batch_count(value: str) -> int:
 def _process_count(value: str) -> int:
     if not value.isdigit() or int(value) < 1:
         raise argparse.ArgumentTypeError(f"--ddp {value!r}: give a number of processes >= 1")
+    return int(value)
+
+
+def _restart_count(value: str) -> int:
+    if not value.isdigit():
+        raise argparse.ArgumentTypeError(f"--max-restarts {value!r}: give a number of restarts "
+                                         ">= 0")
     return int(value)
 
 
@@ -290,6 +300,10 @@ def cmd_run(args: argparse.Namespace) -> int:
         print("stagegraph run: error: --overwrite starts the logdir's run over and --resume "
               "continues it: pass one of them", file=sys.stderr)
         return 2
+    if args.max_restarts and args.ddp is None:
+        print("stagegraph run: error: --max-restarts applies with --ddp N (under torchrun, give "
+              "it to torchrun: torchrun --max-restarts N ...)", file=sys.stderr)
+        return 2
     if args.dist_timeout is not None:
         os.environ[launch.TIMEOUT_VARIABLE] = f"{args.dist_timeout:g}"
     try:
@@ -314,7 +328,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     if (env.kind == "master") if env is not None else args.ddp is None:
         report_before_run(plan, notes=notes)
     if args.ddp is not None:
-        return launch.run_torchrun(launch.torchrun_command(args.ddp, launch.rank_arguments(args)))
+        return launch.run_torchrun(launch.torchrun_command(
+            args.ddp, launch.rank_arguments(args), max_restarts=args.max_restarts))
     return run_plan(plan, check=args.check, show_traceback=args.traceback, resume=args.resume,
                     allow_plan_change=args.allow_plan_change, overwrite=args.overwrite,
                     checkpoint_every=args.checkpoint_every)

@@ -51,8 +51,8 @@ def test_rank_0_waits_for_the_others_no_longer_than_the_timeout(
     agent = dist.TCPStore("127.0.0.1", port, is_master=True, timeout=timedelta(seconds=5))
     monkeypatch.setenv("MASTER_ADDR", "127.0.0.1")
     monkeypatch.setenv("MASTER_PORT", str(port))
-    with pytest.raises(DistributedError, match="the other ranks did not join the process "
-                                               "group within 0.3 s"):
+    with pytest.raises(DistributedError, match=r"the other ranks did not join the process "
+                                               r"group within 0\.3 s"):
         attempt_store(TorchrunEnv(0, 2, 0, 2, 0, 1), timeout=0.3)
     assert agent.check([f"{PREFIX}/questions"])
 
