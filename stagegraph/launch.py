@@ -3,7 +3,8 @@
 `torchrun_env` reads what ``torchrun`` (``python -m torch.distributed.run``) sets for each process
 it starts — ``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK``... — so the compiler can be asked for the
 right rank's plan before torch is imported. `torchrun_command` is the command behind
-``stagegraph run EXP --ddp N``: torchrun itself, in standalone mode (one node, a free port).
+``stagegraph run EXP --ddp N``: torchrun in standalone mode (one node, a free port), run through
+`stagegraph.runtime.torchrun` so that a failure ends in a summary, not in torchrun's traceback.
 """
 
 from __future__ import annotations
@@ -103,22 +104,24 @@ def timeout_seconds(environ: Mapping[str, str] | None = None) -> float:
 
 def torchrun_command(nproc: int, stagegraph_args: Sequence[str], *, max_restarts: int = 0,
                      python: str | None = None) -> list[str]:
-    """``python -m torch.distributed.run --standalone --nproc_per_node N -m stagegraph ARGS``.
+    """``python -m stagegraph.runtime.torchrun --standalone --nproc_per_node N -m stagegraph ARGS``.
 
-    Standalone mode runs one node and lets the rendezvous pick a free port, so several runs can
-    share a machine. ``max_restarts`` is torchrun's ``--max-restarts``: how many times it
-    restarts every rank when one fails (each restart resumes from the latest checkpoint).
+    That is torchrun (``python -m torch.distributed.run``) with the same options, ending in a
+    summary of what failed rather than torchrun's traceback. Standalone mode runs one node and
+    lets the rendezvous pick a free port, so several runs can share a machine. ``max_restarts``
+    is torchrun's ``--max-restarts``: how many times it restarts every rank when one fails (each
+    restart resumes from the latest checkpoint).
 
     >>> torchrun_command(2, ["run", "exp.py"], python="python")
-    ['python', '-m', 'torch.distributed.run', '--standalone', '--nproc_per_node', '2', '-m', \
-'stagegraph', 'run', 'exp.py']
+    ['python', '-m', 'stagegraph.runtime.torchrun', '--standalone', '--nproc_per_node', '2', \
+'-m', 'stagegraph', 'run', 'exp.py']
     """
     if nproc < 1:
         raise LaunchError(f"--ddp {nproc}: the number of processes must be at least 1")
     if max_restarts < 0:
         raise LaunchError(f"--max-restarts {max_restarts}: give a number of restarts >= 0")
     restarts = ["--max-restarts", str(max_restarts)] if max_restarts else []
-    return [python or sys.executable, "-m", "torch.distributed.run", "--standalone",
+    return [python or sys.executable, "-m", "stagegraph.runtime.torchrun", "--standalone",
             "--nproc_per_node", str(nproc), *restarts, "-m", "stagegraph", *stagegraph_args]
 
 

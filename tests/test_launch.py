@@ -46,7 +46,7 @@ def test_the_timeout() -> None:
 
 def test_the_command_is_torchrun_in_standalone_mode() -> None:
     assert torchrun_command(3, ["run", "exp.py", "--quiet"], python="py") == [
-        "py", "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "3",
+        "py", "-m", "stagegraph.runtime.torchrun", "--standalone", "--nproc_per_node", "3",
         "-m", "stagegraph", "run", "exp.py", "--quiet"]
     with pytest.raises(LaunchError, match="at least 1"):
         torchrun_command(0, ["run", "exp.py"])

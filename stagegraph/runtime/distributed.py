@@ -14,12 +14,10 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-import sys
-import threading
+import socket
 import warnings
 from collections.abc import Iterator, Mapping
 from datetime import timedelta
-from types import FrameType
 from typing import Any
 
 import torch
@@ -30,16 +28,21 @@ from torch.nn.parallel import DistributedDataParallel
 from stagegraph.compiler.pipeline import compile as compile_experiment
 from stagegraph.compiler.plan import ExecutionPlan, StagePlan
 from stagegraph.graph.enums import LoaderKind, RankKind
-from stagegraph.launch import TIMEOUT_VARIABLE, LaunchError, TorchrunEnv, timeout_seconds
+from stagegraph.launch import LaunchError, TorchrunEnv, timeout_seconds
 from stagegraph.launch import torchrun_env as read_torchrun_env
 from stagegraph.runtime.attempt_store import attempt_store, shares_agent_store
 from stagegraph.runtime.callbacks.files import unwrap as unwrap_model
 from stagegraph.runtime.device import resolve_device
 from stagegraph.runtime.errors import DeviceError, DistributedError, PlanError, RunError
+from stagegraph.runtime.rank_failure import (
+    SIGTERM_EXIT,
+    Peer,
+    exit_on_sigterm,
+    is_communication_error,
+    rank_error,
+    record_for_torchrun,
+)
 from stagegraph.runtime.sharding import shard_loaders
-
-#: Exit code of a rank stopped by SIGTERM (torchrun stops the others when one rank fails).
-SIGTERM_EXIT = 128 + int(signal.SIGTERM)
 
 
 class Distributed:
@@ -104,17 +107,20 @@ class Distributed:
     def group(self) -> Iterator[None]:
         """The process group for the whole experiment: initialised once, destroyed at the end.
 
-        A `RunError` leaving the run is re-raised saying which rank failed, and with a hint when
-        the failure is a collective that lost its peers. SIGTERM (torchrun stopping the ranks
-        after one failed) ends the rank with a message instead of silently.
+        A `RunError` leaving the run is re-raised saying which rank failed — naming the peer that
+        is gone when a collective lost it — and written for torchrun's summary. SIGTERM (torchrun
+        stopping the ranks after one failed) ends the rank with a message instead of silently.
+        See `rank_failure`.
         """
         self.start()
-        previous = _exit_on_sigterm(self.env)
+        previous = exit_on_sigterm(self.env)
+        peers: list[Peer] = []
         try:
+            peers = self._peers()
             yield
         except RunError as err:
-            error = _rank_error(err, self.env, self.timeout)
-            _record_for_torchrun(error)
+            error = rank_error(err, self.env, self.timeout, peers)
+            record_for_torchrun(error)
             raise error from err.__cause__
         finally:
             if previous is not None:
@@ -132,6 +138,12 @@ class Distributed:
         """Destroy the process group `start` initialised (a run that fails before it starts)."""
         if self.owns_group:
             _destroy()
+
+    def _peers(self) -> list[Peer]:
+        """Where every rank runs, so that a rank that loses one can say which (see
+        `rank_failure`)."""
+        where = self.gather((socket.gethostname(), os.getpid()))
+        return [Peer(rank, host, pid) for rank, (host, pid) in enumerate(where)]
 
     def _initialise(self) -> None:
         backend = "nccl" if self.device.type == "cuda" else "gloo"
@@ -235,59 +247,5 @@ def _destroy() -> None:
         warnings.warn(f"destroying the process group failed: {err!r}", stacklevel=2)
 
 
-def is_communication_error(err: BaseException | None) -> bool:
-    """Whether ``err`` comes from a collective that failed (a peer gone, a timeout)."""
-    if err is None:
-        return False
-    if isinstance(err, dist.DistError):
-        return True
-    text = str(err)
-    return isinstance(err, RuntimeError) and any(
-        marker in text for marker in ("gloo", "NCCL", "ProcessGroup", "closed by peer"))
-
-
-def _rank_error(err: RunError, env: TorchrunEnv, timeout: float) -> RunError:
-    message = f"{env}: {err}"
-    if is_communication_error(err.__cause__):
-        message += (f"\n  hint: a collective operation across the ranks failed: another rank "
-                    f"most likely failed first (look for its error), or it did not reach the "
-                    f"same operation within the process-group timeout of {timeout:g} s "
-                    f"(set {TIMEOUT_VARIABLE} to change it)")
-    return RunError(message, err.where)
-
-
-def _record_for_torchrun(error: BaseException) -> None:
-    """Write ``error`` where torchrun looks for a rank's error, so its failure summary shows it."""
-    if not os.environ.get("TORCHELASTIC_ERROR_FILE"):
-        return
-    try:
-        from torch.distributed.elastic.multiprocessing.errors import ErrorHandler
-
-        ErrorHandler().record_exception(error)
-    except Exception as err:  # a summary is a nicety; never mask the run's own error
-        warnings.warn(f"could not write torchrun's error file: {err!r}", stacklevel=2)
-
-
-def _exit_on_sigterm(env: TorchrunEnv) -> Any:
-    """Make SIGTERM print which rank stopped and exit; the previous handler, or ``None``.
-
-    Python's default for SIGTERM kills the process silently. A handler the user installed is
-    left alone, and so is every thread but the main one (signals can only be set there).
-    """
-    if threading.current_thread() is not threading.main_thread():
-        return None
-    previous = signal.getsignal(signal.SIGTERM)
-    if previous is not signal.SIG_DFL:
-        return None
-
-    def stop(signum: int, frame: FrameType | None) -> None:
-        print(f"stagegraph: {env} stopped by SIGTERM: torchrun stops every rank once one of them "
-              "has failed; the first failure is reported above", file=sys.stderr, flush=True)
-        raise SystemExit(SIGTERM_EXIT)
-
-    signal.signal(signal.SIGTERM, stop)
-    return previous
-
-
-__all__ = ["Distributed", "broadcast_state", "is_communication_error", "prepare_model",
-           "unwrap_model"]
+__all__ = ["SIGTERM_EXIT", "Distributed", "broadcast_state", "is_communication_error",
+           "prepare_model", "unwrap_model"]

@@ -24,13 +24,12 @@ from stagegraph.launch import TorchrunEnv
 from stagegraph.runtime.distributed import (
     SIGTERM_EXIT,
     Distributed,
-    _exit_on_sigterm,
-    _rank_error,
     is_communication_error,
     prepare_model,
     unwrap_model,
 )
 from stagegraph.runtime.errors import DistributedError, PlanError, RunError
+from stagegraph.runtime.rank_failure import exit_on_sigterm, rank_error
 
 SetEnv = Callable[[int, int], None]
 
@@ -169,14 +168,14 @@ def test_a_lost_peer_gets_a_hint() -> None:
     assert is_communication_error(lost) and not is_communication_error(ValueError("x"))
     err = RunError("run failed at stage 'train'", {"stage": "train"})
     err.__cause__ = lost
-    text = str(_rank_error(err, TorchrunEnv(0, 2, 0, 2), timeout=30))
+    text = str(rank_error(err, TorchrunEnv(0, 2, 0, 2), timeout=30))
     assert text.startswith("rank 0 of 2: run failed at stage 'train'\n  hint: a collective")
     assert "another rank most likely failed first" in text and "30 s" in text
     assert "STAGEGRAPH_DIST_TIMEOUT" in text
 
 
 def test_sigterm_says_which_rank_stopped(capsys: pytest.CaptureFixture[str]) -> None:
-    previous = _exit_on_sigterm(TorchrunEnv(1, 2, 1, 2))
+    previous = exit_on_sigterm(TorchrunEnv(1, 2, 1, 2))
     try:
         with pytest.raises(SystemExit) as stopped:
             signal.raise_signal(signal.SIGTERM)
