@@ -1,13 +1,13 @@
 """stagegraph: a declarative dataflow graph compiler for multi-stage PyTorch training experiments.
 
-``import stagegraph`` does not import torch; ``Runner``, ``run`` and ``callbacks`` load the runtime
-(and torch) on first use.
+``import stagegraph`` does not import torch; ``Runner``, ``run``, ``callbacks`` and ``optimizer``
+load the runtime on first use (``Runner`` and ``run`` import torch).
 """
 
 from __future__ import annotations
 
 import importlib
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from stagegraph.compiler import (
     Diagnostic,
@@ -32,10 +32,15 @@ from stagegraph.graph import (
     handler,
 )
 
+if TYPE_CHECKING:
+    from stagegraph import callbacks
+    from stagegraph.runtime import Runner, run
+    from stagegraph.runtime.optim import optimizer
+
 __version__ = "0.1.0"
 
 _LAZY = {"Runner": "stagegraph.runtime", "run": "stagegraph.runtime",
-         "callbacks": "stagegraph.callbacks"}
+         "callbacks": "stagegraph.callbacks", "optimizer": "stagegraph.runtime.optim"}
 
 
 def __getattr__(name: str) -> Any:
@@ -65,6 +70,7 @@ __all__ = [
     "compile",
     "explain",
     "handler",
+    "optimizer",
     "run",
     "verify",
 ]

@@ -133,6 +133,8 @@ def rank_arguments(args: argparse.Namespace) -> list[str]:
                         ("--checkpoint-every", getattr(args, "checkpoint_every", None))):
         if value is not None:
             argv += [flag, f"{value:g}" if isinstance(value, float) else str(value)]
+    for override in getattr(args, "overrides", None) or ():
+        argv += ["--set", override]
     resume = getattr(args, "resume", False)
     if resume is not False:  # every rank resumes from the same checkpoint
         argv += ["--resume"] if resume is True else ["--resume", str(resume)]

@@ -8,7 +8,8 @@ a module named after its stem, with its folder on ``sys.path``, so callback type
 or an installed package (``concurrent.py``) cannot replace that module inside stagegraph or
 torch; `shadowing` names such files. Codes: SF001 file not found, SF002 syntax error, SF003
 exception while executing the file, SF004 no such attribute, SF005 wrong type, SF006 the
-experiment function raised; SF007 (a warning) a file named like another module.
+experiment function raised; SF007 (a warning) a file named like another module. A ``.yaml``,
+``.yml`` or ``.json`` EXP is a config file, read by `stagegraph.config`.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import inspect
 import os
 import sys
 import traceback
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
@@ -28,6 +30,7 @@ from stagegraph.graph.experiment import Experiment
 from stagegraph.module_origins import elsewhere, found_in, modules_in
 
 DEFAULT_ATTRIBUTE = "experiment"
+CONFIG_SUFFIXES = (".yaml", ".yml", ".json")
 #: The experiments' folders loading added to ``sys.path``: a module in one of them is not
 #: another module an experiment file could be confused with (SF007), only an earlier experiment.
 _FOLDERS: set[Path] = set()
@@ -63,11 +66,22 @@ class LoadProblem:
 
 
 class LoadError(Exception):
-    """Raised by `load_experiment`; ``problem`` says what went wrong and how to fix it."""
+    """Raised by `load_experiment`; ``problem`` says what went wrong and how to fix it.
 
-    def __init__(self, problem: LoadProblem) -> None:
-        super().__init__(str(problem))
+    A config file may have several problems at once: ``problems`` lists them all (``problem``
+    first). ``exit_code`` is the command's: 1, or 2 for a usage error (a bad ``--set``).
+    """
+
+    def __init__(self, problem: LoadProblem, *more: LoadProblem, exit_code: int = 1) -> None:
+        super().__init__("\n".join(str(p) for p in (problem, *more)))
         self.problem = problem
+        self.problems: tuple[LoadProblem, ...] = (problem, *more)
+        self.exit_code = exit_code
+
+
+def is_config_file(spec: str) -> bool:
+    """Whether ``spec`` names a config file (``.yaml``, ``.yml``, ``.json``), not Python."""
+    return Path(spec).suffix.lower() in CONFIG_SUFFIXES
 
 
 def split_spec(spec: str) -> tuple[str, str]:
@@ -81,9 +95,24 @@ def split_spec(spec: str) -> tuple[str, str]:
     return spec, DEFAULT_ATTRIBUTE
 
 
-def load_experiment(spec: str) -> Experiment:
-    """The `Experiment` named by ``spec``; raises `LoadError` with a diagnostic on any failure."""
+def load_experiment(spec: str, *, overrides: Sequence[str] = (), static: bool = False
+                    ) -> Experiment:
+    """The `Experiment` named by ``spec``; raises `LoadError` with a diagnostic on any failure.
+
+    A ``.yaml``, ``.yml`` or ``.json`` file is a config file (`stagegraph.config`): ``overrides``
+    are its ``--set PATH=VALUE``s, and ``static=True`` (validate, plan) imports none of the user's
+    modules. A Python file takes no overrides.
+    """
+    if is_config_file(spec):
+        from stagegraph.config import load_config
+
+        return load_config(spec, overrides=overrides, static=static)
     path, name = split_spec(spec)
+    if overrides:
+        raise LoadError(LoadProblem(
+            "SF001", f"--set changes a config file, and {path!r} is a Python file",
+            "change the value in the file, or write the experiment as a .yaml config",
+            file=path), exit_code=2)
     module = load_module(path)
     return resolve(module, name, path)
 
@@ -99,13 +128,10 @@ def load_module(path: str) -> ModuleType:
         raise LoadError(LoadProblem("SF001", message, hint, file=path))
     if file.suffix != ".py":
         raise LoadError(LoadProblem(
-            "SF001", f"{path!r} is not a Python file",
-            "EXP is a .py file that defines `experiment` (or FILE.py:NAME)", file=path))
-    folder = str(file.resolve().parent)
-    if folder not in sys.path:
-        # Last, not first: a neighbour named like a standard module must not replace it.
-        sys.path.append(folder)
-        _FOLDERS.add(Path(folder))
+            "SF001", f"{path!r} is neither a Python file nor a config file",
+            "EXP is a .py file that defines `experiment` (or FILE.py:NAME), or a .yaml, .yml or "
+            ".json config file", file=path))
+    add_folder(file)
     spec = importlib.util.spec_from_file_location(file.stem, file)
     if spec is None or spec.loader is None:
         raise LoadError(LoadProblem("SF001", f"{path!r} cannot be imported as Python",
@@ -126,6 +152,15 @@ def load_module(path: str) -> ModuleType:
             raise
         raise LoadError(_execution_problem(err, path)) from err
     return module
+
+
+def add_folder(file: Path) -> None:
+    """Put ``file``'s folder on ``sys.path`` (last), so the modules next to it import."""
+    folder = str(file.resolve().parent)
+    if folder not in sys.path:
+        # Last, not first: a neighbour named like a standard module must not replace it.
+        sys.path.append(folder)
+        _FOLDERS.add(Path(folder))
 
 
 def shadowing(path: str) -> list[LoadProblem]:

@@ -3,7 +3,8 @@
 Fences the harness understands (the first word is the language, so GitHub renders them all):
 
 - ```` ```python ```` — executed; ```` ```python no-run ```` is skipped;
-- ```` ```python file=NAME ```` — written to NAME in the page's working directory, not executed;
+- ```` ```python file=NAME ```` — written to NAME in the page's working directory, not executed
+  (so is a block of any other language with ``file=NAME``, such as ```` ```yaml file=exp.yaml ````);
 - ```` ```output ```` — what the python block just before it prints, exactly;
 - ```` ```console verified ```` — each ``$ stagegraph ...`` line is run (in this process, through
   ``stagegraph.cli.main``) and its output, stdout then stderr, compared with the lines under it;
@@ -125,13 +126,12 @@ def run_page(page: Path, tmp_path: Path) -> None:
     namespace: dict[str, object] = {"__name__": f"docs_{page.stem.replace('-', '_')}"}
     printed: str | None = None
     for block in blocks(page):
-        if block.language == "python" and "no-run" not in block.options:
-            target = next((o[5:] for o in block.options if o.startswith("file=")), None)
-            if target is not None:
-                (tmp_path / target).write_text(block.code, encoding="utf-8")
-                printed = None
-            else:
-                printed = run_python(block, page, namespace)
+        target = next((o[5:] for o in block.options if o.startswith("file=")), None)
+        if target is not None:
+            (tmp_path / target).write_text(block.code, encoding="utf-8")
+            printed = None
+        elif block.language == "python" and "no-run" not in block.options:
+            printed = run_python(block, page, namespace)
         elif block.language == "output":
             assert printed is not None, f"{page.name}:{block.line}: output without code"
             assert matches(block.code, printed), (

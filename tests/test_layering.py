@@ -1,4 +1,5 @@
-"""Imports flow one way: graph <- compiler <- runtime <- cli; only the runtime imports torch."""
+"""Imports flow one way: graph <- compiler <- runtime <- cli, and graph <- config <- cli; only
+the runtime imports torch."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import sys
 from pathlib import Path
 
 PACKAGE = Path(__file__).parent.parent / "stagegraph"
-LAYERS = ["graph", "compiler", "runtime", "cli"]
+LAYERS = ["graph", "compiler", "runtime", "cli", "config"]
 
 
 def imported_modules(path: Path) -> set[str]:
@@ -37,6 +38,16 @@ def test_graph_and_compiler_never_import_torch_or_later_layers() -> None:
                 assert module.split(".")[0] != "torch", f"{path} imports {module}"
                 target = layer_of(module)
                 assert target is None or target in allowed, f"{path} imports {module}"
+
+
+def test_config_imports_neither_torch_nor_the_runtime_nor_the_cli() -> None:
+    # The built-in callbacks and the runtime's optimizer builder are named by string and
+    # imported when needed (stagegraph.config.callbacks.BUILTINS, factories.BUILD_OPTIMIZER).
+    for path in (PACKAGE / "config").rglob("*.py"):
+        for module in imported_modules(path):
+            assert module.split(".")[0] != "torch", f"{path} imports {module}"
+            assert layer_of(module) in (None, "graph", "compiler", "config"), (
+                f"{path} imports {module}")
 
 
 def test_runtime_does_not_import_cli() -> None:

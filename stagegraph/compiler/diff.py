@@ -186,3 +186,40 @@ def _names(names: Sequence[str]) -> str:
 def _short(value: Any, limit: int = 60) -> str:
     text = repr(value)
     return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def config_changes(saved: Any, current: Any) -> list[Change]:
+    """Every difference between two effective config files (`stagegraph.config`), each named by
+    its keys: ``stage 'train' > param 'optimizer.lr': changed from 0.001 to 0.0001``.
+
+    >>> [str(c) for c in config_changes({"seed": 1, "stages": {"a": {"num_epochs": 2}}},
+    ...                                  {"seed": 1, "stages": {"a": {"num_epochs": 3}}})]
+    ["stage 'a' > param 'num_epochs': changed from 2 to 3"]
+    """
+    return [Change(_config_location(path), text) for path, text in _value_changes(saved, current,
+                                                                                     ())]
+
+
+def _value_changes(saved: Any, current: Any, path: tuple[str, ...]
+                   ) -> list[tuple[tuple[str, ...], str]]:
+    if isinstance(saved, Mapping) and isinstance(current, Mapping):
+        found = []
+        for key in dict.fromkeys([*saved, *current]):
+            here = (*path, str(key))
+            if key not in current:
+                found.append((here, f"removed (was {_short(saved[key])})"))
+            elif key not in saved:
+                found.append((here, f"added ({_short(current[key])})"))
+            else:
+                found += _value_changes(saved[key], current[key], here)
+        return found
+    if saved == current and isinstance(saved, bool) == isinstance(current, bool):
+        return []
+    return [(path, f"changed from {_short(saved)} to {_short(current)}")]
+
+
+def _config_location(path: tuple[str, ...]) -> Location:
+    if len(path) >= 2 and path[0] == "stages":
+        rest = ".".join(path[2:])
+        return Location(stage=path[1], param=rest or None)
+    return Location(param=".".join(path) or None)

@@ -33,8 +33,12 @@ from types import CodeType
 from typing import Any
 
 from stagegraph.compiler.plan import InferredAccess
-from stagegraph.compiler.source import definition
+from stagegraph.compiler.source import definition, definition_at
 from stagegraph.graph.callback import Callback
+
+#: Set on a method of a config file's callback stand-in (`stagegraph.config.static_callback`):
+#: ``(file, first line, name)`` of the real method, whose source is read instead of the no-op's.
+STATIC_SOURCE = "__stagegraph_source__"
 
 #: The runner's dictionaries and the namespace of their keys.
 ATTRIBUTES = {
@@ -122,12 +126,16 @@ def _methods(klass: type) -> tuple[_Method, ...]:
 
 
 def _method(name: str, function: Any) -> _Method | None:
+    static = getattr(function, STATIC_SOURCE, None)
     code = getattr(function, "__code__", None)
-    if code is None or code.co_name == "<lambda>":
+    if static is not None:  # a config file's stand-in: its real code is at (file, line, name)
+        source = definition_at(*static)
+    elif code is None or code.co_name == "<lambda>":
         return None
-    if not _mentions(code):  # its code names no runner dictionary and no super(): nothing to read
+    elif not _mentions(code):  # its code names no runner dictionary nor super(): nothing to read
         return _Method(name, (), frozenset())
-    source = definition(function)
+    else:
+        source = definition(function)
     if source is None:
         return None
     aliases = _aliases(source.tree) if _MAY_ALIAS(source.text) else {}

@@ -34,6 +34,8 @@ GROUPS: dict[str, str] = {
     "SF4": "callback order",
     "SF5": "checks before running",
     "SF6": "resuming a run",
+    "SF8": "reading a config file",
+    "SF85": "converting a Catalyst config",
 }
 
 
@@ -51,7 +53,7 @@ class Rule:
     @property
     def group(self) -> str:
         """The part of stagegraph that reports it: ``"migration"`` for ``SF301``."""
-        return GROUPS[self.code[:3]]
+        return GROUPS.get(self.code[:4]) or GROUPS[self.code[:3]]
 
     @property
     def why_fixed(self) -> str:
@@ -60,8 +62,13 @@ class Rule:
             return ""
         if self.code.startswith("SF0"):
             return "it is reported while loading the file, before any lints setting exists"
-        if self.code.startswith("SF6"):
+        if self.code.startswith("SF6") or self.code == "SF815":
             return "it is reported when a run resumes, after compiling, where lints do not apply"
+        if self.code.startswith("SF85"):
+            return "it is reported by stagegraph convert, which reads no lints settings"
+        if self.code.startswith("SF8"):
+            return ("it is reported while reading the config file, before the experiment and "
+                    "its lints settings exist")
         return "the plan could not run at all"
 
 
@@ -71,8 +78,10 @@ def _rules(*rules: Rule) -> dict[str, Rule]:
 
 RULES: dict[str, Rule] = _rules(
     # Loading an experiment file.
-    Rule("SF001", "error", "the experiment file does not exist or is not a .py file",
-         "Check the path: EXP is path/to/file.py or path/to/file.py:NAME.", fixed=True),
+    Rule("SF001", "error", "the experiment file does not exist, or is neither a .py file nor a "
+         "config file",
+         "Check the path: EXP is path/to/file.py, path/to/file.py:NAME or a config file "
+         "(.yaml, .yml, .json).", fixed=True),
     Rule("SF002", "error", "the experiment file has a syntax error",
          "Fix the line the message points at; `python path/to/file.py` shows the same error.",
          fixed=True),
@@ -216,6 +225,76 @@ RULES: dict[str, Rule] = _rules(
          "directory.", fixed=True),
     Rule("SF605", "error", "a checkpoint could not be loaded",
          "Resume with the code the checkpoint was written by, or start over without --resume.",
+         fixed=True),
+    # Reading a config file.
+    Rule("SF801", "error", "the config file cannot be read: a YAML or JSON syntax error, or not "
+         "UTF-8 text",
+         "Fix the line and column the message points at (YAML indents with spaces, not tabs).",
+         fixed=True),
+    Rule("SF802", "error", "a key is written twice in one mapping",
+         "Keep one of the two: YAML would silently keep only the last.", fixed=True),
+    Rule("SF803", "error", "a value has the wrong type or is out of range",
+         "Give the value the type the message names (num_epochs: 3, not \"3\").", fixed=True),
+    Rule("SF804", "error", "an unknown key",
+         "Fix the key's spelling (the message suggests a close one); the hint lists the keys "
+         "that mapping takes.", fixed=True),
+    Rule("SF805", "error", "a required key is missing",
+         "Add the key (experiment: NAME, stages: {...}, _target_: pkg.module.Name).",
+         fixed=True),
+    Rule("SF806", "error", "a ${...} names no value of the file, or puts a mapping inside text",
+         "Name a value of the file by its keys, ${stages.train.num_epochs}; write \\${ for a "
+         "literal ${.", fixed=True),
+    Rule("SF807", "error", "references with ${...} form a cycle",
+         "Give one of the values on the cycle directly.", fixed=True),
+    Rule("SF808", "error", "a --set names no setting of the file",
+         "Name a key of the file, from the top: --set stages.train.num_epochs=5.", fixed=True),
+    Rule("SF809", "error", "a --set gives a value of the wrong type or no YAML value",
+         "Give a value of the setting's type, as YAML: --set stages.train.num_epochs=5.",
+         fixed=True),
+    Rule("SF810", "error", "a _target_ names a module or name that cannot be found",
+         "Fix the dotted path (pkg.module.Name) or make the module importable: install it, or "
+         "put it next to the config file.", fixed=True),
+    Rule("SF811", "error", "a _target_ is given a keyword argument it does not take",
+         "Fix the argument's name (the message suggests one) or remove it.", fixed=True),
+    Rule("SF812", "error", "a built-in callback is unknown or cannot be made with its arguments",
+         "Name a built-in callback by its class name (AccuracyCallback) and give it the "
+         "arguments docs/callbacks.md lists; name your own by dotted path.", fixed=True),
+    Rule("SF813", "error", "a callback of yours is not a Callback, or cannot be imported or made",
+         "Fix the error the message quotes: the class must subclass stagegraph.Callback, its "
+         "module must import and the class accept the arguments the config gives.", fixed=True),
+    Rule("SF814", "warning", "a callback's or handler's declarations cannot be read without "
+         "importing it",
+         "Define the callback as a class with literal declarations (reads = (...), order = ...) "
+         "in a .py file, or check the run with `stagegraph run --check`.", fixed=True),
+    Rule("SF815", "error", "the config changed since the checkpoint was written",
+         "Resume with the config (and --set values) the checkpoint was written by, or pass "
+         "--allow-plan-change to resume anyway.", fixed=True),
+    # Converting a Catalyst 20.x config (stagegraph convert catalyst).
+    Rule("SF850", "error", "the file is not a Catalyst 20.x config, so nothing is converted",
+         "Convert the YAML file catalyst-dl run --config read: it has a stages: mapping.",
+         fixed=True),
+    Rule("SF851", "warning", "the stages' loaders call a dataset factory that is yours to write",
+         "Write the factory the output names, from your Experiment.get_datasets: it takes "
+         "(stage, **data_params) and returns {name: DataLoader}.", fixed=True),
+    Rule("SF852", "warning", "a registry name is not a torch class, so its import path is a "
+         "guess", "Point _target_ at the class (in your expdir module, or where it lives), and "
+         "port a callback of yours to stagegraph.Callback.", fixed=True),
+    Rule("SF853", "warning", "a Catalyst callback has no stagegraph equivalent and is left out",
+         "Use what the hint names, or write a stagegraph.Callback of your own.", fixed=True),
+    Rule("SF854", "warning", "a setting has no stagegraph equivalent and is left out",
+         "Do what the hint says where it matters (in a factory or a callback of yours), or drop "
+         "the setting.", fixed=True),
+    Rule("SF855", "warning", "a setting is translated, but stagegraph's behaviour differs from "
+         "Catalyst's", "Read how it differs; change the output where the difference matters to "
+         "you.", fixed=True),
+    Rule("SF856", "info", "a setting moved: to the command line, a new name, or another stage",
+         "Nothing to fix; pass the command-line option the message names when you run.",
+         fixed=True),
+    Rule("SF857", "warning", "a key is not a Catalyst 20.x setting the converter knows, so it "
+         "is left out", "Fix the key's spelling (the hint suggests one), or carry it over by "
+         "hand.", fixed=True),
+    Rule("SF858", "warning", "a value is not of the shape Catalyst takes, so it is left out",
+         "Fix the value in the Catalyst file (Catalyst would fail on it too) and convert again.",
          fixed=True),
 )
 

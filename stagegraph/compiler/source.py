@@ -39,27 +39,35 @@ def definition(function: Any) -> Definition | None:
     code = getattr(function, "__code__", None)
     if code is None:
         return None
-    filename = code.co_filename
+    return definition_at(code.co_filename, code.co_firstlineno, code.co_name,
+                         getattr(function, "__globals__", None))
+
+
+def definition_at(filename: str, first_line: int, name: str,
+                  module_globals: dict[str, Any] | None = None) -> Definition | None:
+    """The definition of the function ``name`` starting at ``filename:first_line`` (its first
+    decorator's line, if any), or ``None`` when that cannot be read. `definition` reads a live
+    function's this way; a config file's callback stand-in names its real method's place."""
     try:
         linecache.checkcache(filename)
-        lines = linecache.getlines(filename, getattr(function, "__globals__", None))
+        lines = linecache.getlines(filename, module_globals)
     except UNREADABLE:
         return None
-    start = code.co_firstlineno - 1
+    start = first_line - 1
     if not 0 <= start < len(lines):
         return None
     text = "".join(_block(lines, start))
-    parsed = _parse(text, code.co_name)
+    parsed = _parse(text, name)
     if parsed is None:  # a string or bracket reached back to the margin: let the tokenizer decide
         try:
             text = "".join(inspect.getblock(lines[start:]))
         except UNREADABLE:
             return None
-        parsed = _parse(text, code.co_name)
+        parsed = _parse(text, name)
     if parsed is None:
         return None
     tree, shift = parsed
-    return Definition(tree, code.co_firstlineno - shift, filename, text)
+    return Definition(tree, first_line - shift, filename, text)
 
 
 def _block(lines: list[str], start: int) -> list[str]:

@@ -79,6 +79,10 @@ class Experiment:
         self.handler = handler if handler is not None else SupervisedHandler()
         self.device = device
         self.stages: list[StageDef] = []
+        #: The effective config file this experiment was built from (``stagegraph.config``;
+        #: ``None`` for one written in Python): a run saves it beside its plan in each resume
+        #: checkpoint, and ``--resume`` compares it.
+        self.config: dict[str, Any] | None = None
 
     def add_stage(
         self,

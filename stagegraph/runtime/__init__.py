@@ -1,14 +1,21 @@
-"""The runtime: executes an `ExecutionPlan` with torch. The only layer that imports torch."""
+"""The runtime: executes an `ExecutionPlan` with torch. The only layer that imports torch.
+
+Importing this package (or `stagegraph.runtime.callbacks`) does not import torch: the errors and
+the binding are plain Python, and ``Runner``, ``RunnerState``, ``resolve_device``,
+``set_global_seed`` and the check-run constants load on first use (module ``__getattr__``), so a
+config file naming the built-in callbacks validates without torch's start-up.
+"""
 
 from __future__ import annotations
 
+import importlib
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from stagegraph.compiler.pipeline import compile as compile_experiment
 from stagegraph.graph.enums import RankKind
 from stagegraph.graph.experiment import Experiment
 from stagegraph.runtime.binding import StageBinding, bind
-from stagegraph.runtime.device import resolve_device
 from stagegraph.runtime.errors import (
     BatchError,
     BindingError,
@@ -23,9 +30,28 @@ from stagegraph.runtime.errors import (
     StagegraphRuntimeError,
     StagegraphWarning,
 )
-from stagegraph.runtime.runner import CHECK_RUN_BATCHES, CHECK_RUN_EPOCHS, Runner
-from stagegraph.runtime.seeding import set_global_seed
-from stagegraph.runtime.state import RunnerState
+
+if TYPE_CHECKING:
+    from stagegraph.runtime.device import resolve_device
+    from stagegraph.runtime.runner import CHECK_RUN_BATCHES, CHECK_RUN_EPOCHS, Runner
+    from stagegraph.runtime.seeding import set_global_seed
+    from stagegraph.runtime.state import RunnerState
+
+#: Names that import torch, and the module each comes from.
+_LAZY = {
+    "CHECK_RUN_BATCHES": "stagegraph.runtime.runner",
+    "CHECK_RUN_EPOCHS": "stagegraph.runtime.runner",
+    "Runner": "stagegraph.runtime.runner",
+    "RunnerState": "stagegraph.runtime.state",
+    "resolve_device": "stagegraph.runtime.device",
+    "set_global_seed": "stagegraph.runtime.seeding",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def run(
@@ -46,6 +72,8 @@ def run(
     default). Raises `PlanError` when the plan has errors, before anything runs. ``resume``,
     ``allow_plan_change`` and ``overwrite`` are the runner's (docs/checkpoints.md).
     """
+    from stagegraph.runtime.runner import Runner
+
     plan = compile_experiment(
         experiment,
         device=device,

@@ -20,7 +20,6 @@ from __future__ import annotations
 import functools
 import inspect
 from collections.abc import Collection, Mapping
-from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -30,18 +29,9 @@ from stagegraph.compiler.schema import FACTORY_ARITY
 from stagegraph.graph.experiment import Experiment, StageDef
 from stagegraph.graph.handler import BatchHandler, as_handler
 from stagegraph.runtime.errors import BindingError
+from stagegraph.runtime.optim import OptimizerFactory, StageContext
 
 _NOT_BUILT: Any = object()
-
-
-@dataclass
-class Components:
-    """What one stage runs with."""
-
-    model: Any
-    criterion: Any
-    optimizer: Any
-    scheduler: Any
 
 
 class ComponentBuilder:
@@ -52,19 +42,33 @@ class ComponentBuilder:
         self.device = device
         self._shared_model: Any = _NOT_BUILT
 
-    def components(self, stage: StageDef, listed: Collection[str]) -> Components:
-        """Model (on the device), criterion, optimizer (given the model), scheduler.
+    def model_and_criterion(self, stage: StageDef, listed: Collection[str]) -> tuple[Any, Any]:
+        """Model (on the device) and criterion.
 
         ``listed``: the components the stage's plan has (``StagePlan.components``); any other
-        is ``None``, unbuilt.
+        is ``None``, unbuilt (here and in `optimizer_and_scheduler`).
         """
         model = self._model(stage) if "model" in listed else None
         criterion = self._build(stage, "criterion") if "criterion" in listed else None
         if isinstance(criterion, nn.Module):
             criterion = criterion.to(self.device)
-        optimizer = self._build(stage, "optimizer", model) if "optimizer" in listed else None
+        return model, criterion
+
+    def optimizer_and_scheduler(self, stage: StageDef, listed: Collection[str], model: Any,
+                                context: StageContext) -> tuple[Any, Any]:
+        """Optimizer (given the model; an `OptimizerFactory` also ``context``) and scheduler."""
+        optimizer = None
+        if "optimizer" in listed:
+            value = self.experiment.component(stage, "optimizer")
+            optimizer = (self._options_optimizer(value, model, context)
+                         if _stage_aware(value) else self._build(stage, "optimizer", model))
         scheduler = self._build(stage, "scheduler", optimizer) if "scheduler" in listed else None
-        return Components(model, criterion, optimizer, scheduler)
+        return optimizer, scheduler
+
+    def wants_previous_optimizer(self, stage: StageDef) -> bool:
+        """Whether ``stage`` starts its optimizer from an earlier stage's state."""
+        value = self.experiment.component(stage, "optimizer")
+        return _stage_aware(value) and bool(getattr(value, "load_from_previous_stage", False))
 
     def loaders(self, stage: StageDef) -> dict[str, Any]:
         """The stage's loaders in declared order, factories called."""
@@ -102,6 +106,15 @@ class ComponentBuilder:
         self._shared_model = self._place(self._shared_model)
         return self._shared_model
 
+    def _options_optimizer(self, factory: Any, model: Any, context: StageContext) -> Any:
+        try:
+            return factory.for_stage(model, context)
+        except (ValueError, TypeError) as err:  # the options' own messages say what to fix
+            raise BindingError(f"stage {context.stage!r} > optimizer: {err}") from err
+        except Exception as err:
+            raise BindingError(f"stage {context.stage!r} > optimizer: building {factory!r} "
+                               f"failed: {type(err).__name__}: {err}") from err
+
     def _place(self, model: Any) -> Any:
         if isinstance(model, nn.Module):
             return model.to(self.device)
@@ -118,6 +131,13 @@ class ComponentBuilder:
         if name == "optimizer" and takes and argument[0] is not None and _is_optimizer_class(value):
             argument = (argument[0].parameters(),)  # partial(torch.optim.SGD, lr=0.1): params
         return _call(value, argument[:takes], f"stage {stage.name!r} > {name}")
+
+
+def _stage_aware(value: Any) -> bool:
+    """An optimizer factory that takes the stage's context (`OptimizerFactory` and its twin in
+    config files, which cannot import the runtime)."""
+    return isinstance(value, OptimizerFactory) or (
+        not isinstance(value, type) and callable(getattr(value, "for_stage", None)))
 
 
 def _is_factory(value: Any, name: str) -> bool:

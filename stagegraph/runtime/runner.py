@@ -21,6 +21,7 @@ from stagegraph.graph.enums import LoaderKind
 from stagegraph.graph.experiment import Experiment
 from stagegraph.runtime import lock
 from stagegraph.runtime.binding import Hook, StageBinding, bind
+from stagegraph.runtime.callbacks.files import unwrap
 from stagegraph.runtime.components import ComponentBuilder
 from stagegraph.runtime.device import batch_mover, batch_size, resolve_device
 from stagegraph.runtime.distributed import Distributed
@@ -28,6 +29,8 @@ from stagegraph.runtime.elastic import Elastic
 from stagegraph.runtime.errors import RunError, StagegraphWarning
 from stagegraph.runtime.faults import explain
 from stagegraph.runtime.loop import describe, loader_batch_size, loader_len, place, set_train_mode
+from stagegraph.runtime.optim import StageContext, train_batch_size
+from stagegraph.runtime.optim_state import CarriedOptimizer, carry
 from stagegraph.runtime.precision import make_scaler, precision_step
 from stagegraph.runtime.resolve import runnable_plan
 from stagegraph.runtime.resume.midepoch import MidEpoch, Stopped, StopRun
@@ -107,6 +110,9 @@ class Runner(RunnerState):
                              distributed=self._distributed is not None)
         #: Set when a signal stopped the run (see `Stopped`); ``None`` otherwise.
         self.stopped: Stopped | None = None
+        #: The optimizer state the latest stage with an optimizer left, kept while a later stage
+        #: will start from it (``load_from_previous_stage``); ``None`` otherwise.
+        self.kept_optimizer: CarriedOptimizer | None = None
 
     # --- the loop, one method per level -------------------------------------------------------
     def run(self) -> Runner:
@@ -163,6 +169,7 @@ class Runner(RunnerState):
                 break
         self._depth = _STAGE
         self._fire("on_stage_end", self._table("on_stage_end"))
+        self._keep_optimizer(binding)
 
     def run_epoch(self) -> None:
         self.epoch += 1
@@ -251,12 +258,15 @@ class Runner(RunnerState):
         assert self.stage is not None
         self._depth = _STAGE
         stage_def = self.experiment.stage(self.stage.name)
+        listed = self.stage.components
         set_global_seed(self.plan.seed)
-        built = self._builder.components(stage_def, self.stage.components)
-        self.model, self.criterion = built.model, built.criterion
-        self.optimizer, self.scheduler = built.optimizer, built.scheduler
+        self.model, self.criterion = self._builder.model_and_criterion(stage_def, listed)
         set_global_seed(self.plan.seed)
         self.loaders = self._builder.loaders(stage_def)
+        # After the loaders (optimizer options may scale the learning rate by their batch size);
+        # building an optimizer draws no random numbers, so the seeding is as before.
+        self.optimizer, self.scheduler = self._builder.optimizer_and_scheduler(
+            stage_def, listed, self.model, self._stage_context())
         if self._distributed is not None:  # DDP model, sharded train loaders
             self.model, self.loaders = self._distributed.prepare_stage(
                 self.model, self.loaders, self.stage, self.plan.seed)
@@ -265,6 +275,23 @@ class Runner(RunnerState):
         self.scaler = make_scaler(self.precision, self.device)
         handler = self._builder.handler(stage_def)
         self._step = precision_step(handler, self.precision, self.device)
+
+    def _stage_context(self) -> StageContext:
+        assert self.stage is not None
+        train = [lp.name for lp in self.stage.loaders if lp.kind is LoaderKind.train]
+        size, problem = train_batch_size(self.loaders, train)
+        return StageContext(stage=self.stage.name, batch_size=size, batch_size_problem=problem,
+                            previous=self.kept_optimizer, resuming=self._resume.restores_stage)
+
+    def _keep_optimizer(self, binding: StageBinding) -> None:
+        """Keep this stage's optimizer state if a later stage starts from it, else let it go."""
+        if self.optimizer is not None:
+            self.kept_optimizer = carry(binding.plan.name, self.optimizer, unwrap(self.model))
+        later = self._bindings[self._bindings.index(binding) + 1:]
+        user = next((b for b in later if "optimizer" in b.plan.components), None)
+        if user is None or not self._builder.wants_previous_optimizer(
+                self.experiment.stage(user.plan.name)):
+            self.kept_optimizer = None
 
     def _enter_loader(self, name: str, kind: LoaderKind, loader: Any) -> None:
         self.loader_name = name

@@ -1,4 +1,4 @@
-"""`stagegraph validate --strict | --explain CODE | --format json` (stagegraph/cli_validate.py),
+"""`stagegraph validate --strict | --explain CODE | --format json` (stagegraph/cli/validate.py),
 and the warnings and notes `stagegraph run` prints before it trains."""
 
 from __future__ import annotations
@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 from cli_helpers import FIXTURES, INVALID, VALID, cli
 
-from stagegraph import cli as cli_module
 from stagegraph import launch
+from stagegraph.cli import run as cli_run
 from stagegraph.compiler.rules import RULES
 
 WARNED = str(FIXTURES / "exp_warnings.py")
@@ -129,7 +129,7 @@ def test_explain_an_unknown_code_is_a_usage_error(capsys: pytest.CaptureFixture[
     assert result.code == 2 and result.out == ""
     assert result.err.startswith("usage: stagegraph validate")
     assert ("stagegraph validate: error: --explain: no diagnostic code 'SF3O1'. Did you mean "
-            "'SF301'? Codes run from SF001 to SF605") in result.err
+            f"'SF301'? Codes run from SF001 to {max(RULES)}") in result.err
     result = cli(capsys, "validate", "--explain", "SF999")
     assert result.code == 2 and "Did you mean" not in result.err
 
@@ -160,7 +160,7 @@ def trained(monkeypatch: pytest.MonkeyPatch) -> list[str]:
         print("<training>", file=sys.stderr)
         return 0
 
-    monkeypatch.setattr(cli_module, "run_plan", fake)
+    monkeypatch.setattr(cli_run, "run_plan", fake)
     return plans
 
 

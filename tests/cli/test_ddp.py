@@ -10,6 +10,7 @@ from cli_helpers import INVALID, VALID, cli
 
 from stagegraph import cli as cli_module
 from stagegraph import launch
+from stagegraph.cli import run as cli_run
 
 
 @pytest.fixture
@@ -53,7 +54,8 @@ def test_rank_arguments_keep_every_run_option_but_ddp() -> None:
     parser = cli_module.build_parser()
     argv = ["run", VALID, "--ddp", "2", "--device", "cpu", "--logdir", "l", "--check",
             "--quiet", "--traceback", "--dist-timeout", "1.5", "--resume", "l/other",
-            "--allow-plan-change", "--overwrite", "--checkpoint-every", "4", "--max-restarts", "2"]
+            "--allow-plan-change", "--overwrite", "--checkpoint-every", "4",
+            "--set", "optimizer.lr=0.1", "--set", "seed=3", "--max-restarts", "2"]
     args = parser.parse_args(argv)
     again = parser.parse_args(launch.rank_arguments(args))
     assert {**vars(args), "ddp": None, "max_restarts": 0} == vars(again)
@@ -97,7 +99,7 @@ def test_bad_values_are_usage_errors(capsys: pytest.CaptureFixture[str], option:
 def test_under_torchrun_run_compiles_the_rank_plan(capsys: pytest.CaptureFixture[str],
                                                    monkeypatch: pytest.MonkeyPatch) -> None:
     plans: list[str] = []
-    monkeypatch.setattr(cli_module, "run_plan",
+    monkeypatch.setattr(cli_run, "run_plan",
                         lambda plan, **_: plans.append(plan.rank.value) or 0)
     monkeypatch.setenv("WORLD_SIZE", "2")
     for rank in ("0", "1"):

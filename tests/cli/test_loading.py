@@ -58,7 +58,7 @@ def test_folder_and_non_python_file() -> None:
     assert problem(str(FIXTURES)).problem.message.endswith("is a folder, not an experiment file")
     err = problem(str(FIXTURES / "syntax_error.txt")).problem
     assert (err.code, err.message) == ("SF001", f"{str(FIXTURES / 'syntax_error.txt')!r} is "
-                                                "not a Python file")
+                                                "neither a Python file nor a config file")
 
 
 def test_syntax_error_shows_file_line_and_message(tmp_path: Path) -> None:

@@ -113,7 +113,9 @@ def test_layout_index_and_the_previous_checkpoint_kept(tmp_path: Path) -> None:
     data = load_checkpoint(folder / "epoch-000006.pth")
     assert data["format"] == RESUME_FORMAT and data["stage"] == "c"
     assert set(data["resume"]) == {"stage", "epoch", "stage_done", "is_best_valid", "check",
-                                   "plan", "rng", "loaders", "shared_model", "carried"}
+                                   "plan", "config", "rng", "loaders", "shared_model",
+                                   "carried", "kept_optimizer"}
+    assert data["resume"]["config"] is None  # an experiment written in Python has none
     assert set(data["resume"]["rng"]) >= {"python", "numpy", "torch"}
     assert list(data["resume"]["loaders"]) == ["train"]  # the loader with its own generator
     assert data["callbacks"]["tracker"]["batches"] == 6 * 3  # 6 epochs (b stopped after 2 of 3)

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
-
-import torch
-import torch.distributed as dist
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from stagegraph.graph.callback import Callback
 from stagegraph.graph.enums import CallbackOrder
+
+if TYPE_CHECKING:
+    import torch
 
 
 class MetricAggregationCallback(Callback):
@@ -39,6 +39,8 @@ class MetricAggregationCallback(Callback):
         self._sums = {}
 
     def on_batch_end(self, runner: Any) -> None:
+        import torch  # here, not at module level: building the callback needs no torch
+
         bs = runner.batch_size
         sums = self._sums
         for key, value in runner.batch_metrics.items():
@@ -57,6 +59,8 @@ class MetricAggregationCallback(Callback):
                 acc[1] += bs
 
     def on_loader_end(self, runner: Any) -> None:
+        import torch.distributed as dist
+
         if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
             _all_reduce(self._sums, runner.device)
         loader_metrics = runner.loader_metrics
@@ -102,6 +106,9 @@ def _all_reduce(sums: dict[str, list[Any]], device: Any) -> None:
     A metric some rank did not log (a callback that runs on the master only) counts zero there,
     so its mean is over the ranks that logged it.
     """
+    import torch
+    import torch.distributed as dist
+
     keys = _all_keys(sums)
     flat = torch.tensor([float(sums[k][i]) if k in sums else 0.0 for k in keys for i in (0, 1)],
                         dtype=torch.float64, device=device if device is not None else "cpu")
@@ -113,6 +120,8 @@ def _all_reduce(sums: dict[str, list[Any]], device: Any) -> None:
 
 def _all_keys(sums: dict[str, list[Any]]) -> list[str]:
     """The metric names logged on any rank, in the same order on every rank."""
+    import torch.distributed as dist
+
     gathered: list[Any] = [None] * dist.get_world_size()
     dist.all_gather_object(gathered, sorted(sums))
     return sorted({key for keys in gathered for key in keys})

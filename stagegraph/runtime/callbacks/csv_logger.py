@@ -13,7 +13,6 @@ from typing import Any, ClassVar, TextIO
 
 from stagegraph.graph.callback import Callback
 from stagegraph.graph.enums import CallbackNode, CallbackOrder
-from stagegraph.runtime.callbacks.files import atomic_write
 from stagegraph.runtime.errors import ResumeWarning
 
 FIXED_COLUMNS = ("stage", "epoch", "global_epoch")
@@ -135,6 +134,8 @@ class CSVLogger(Callback):
         writer.writeheader()
         writer.writerows(self.rows)
         self._close()
+        from stagegraph.runtime.callbacks.files import atomic_write  # torch; loaded when writing
+
         atomic_write(self.path, text.getvalue().encode("utf-8"))
         self._handle = open(self.path, "a", newline="", encoding="utf-8")  # noqa: SIM115
 

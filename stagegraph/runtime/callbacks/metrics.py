@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
-from typing import Any, ClassVar
-
-import torch
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from stagegraph.graph.callback import Callback
 from stagegraph.graph.enums import CallbackOrder
+
+if TYPE_CHECKING:
+    import torch
 
 TORCHMETRICS_HINT = ("TorchMetricsCallback needs the 'torchmetrics' package: "
                      "pip install 'stagegraph[metrics]' (or pip install torchmetrics)")
@@ -168,6 +169,8 @@ class TorchMetricsCallback(Callback):
 
 
 def _scalar(value: Any, key: str) -> torch.Tensor:
+    import torch
+
     if not isinstance(value, torch.Tensor) or value.numel() != 1:
         raise ValueError(f"metric {key!r} is not scalar-valued ({value!r}); use one that returns "
                          "a single number, e.g. average='macro'")

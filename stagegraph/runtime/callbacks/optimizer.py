@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import math
 import warnings
-from typing import Any, ClassVar
-
-import torch
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from stagegraph.graph.callback import Callback
 from stagegraph.graph.enums import CallbackOrder
 from stagegraph.runtime.errors import NonFiniteLossError, StagegraphWarning
+
+if TYPE_CHECKING:
+    import torch
 
 #: What to do with a NaN or infinite loss.
 NONFINITE = ("stop", "skip", "ignore")
@@ -159,6 +160,8 @@ class OptimizerCallback(Callback):
                     f"the loss {self.metric_key!r} is {value}, so the optimizer did not step"))
             self._skipped.append(int(runner.loader_batch_step))
             return False
+        import torch
+
         finite = torch.isfinite(loss.detach()).all()
         self._device_finite = finite if self._device_finite is None else (
             self._device_finite & finite)
@@ -184,6 +187,8 @@ class OptimizerCallback(Callback):
                 if p.grad is not None]
 
     def _clip(self) -> None:
+        import torch
+
         params = self._parameters()
         if self.grad_clip_norm is not None:
             torch.nn.utils.clip_grad_norm_(params, self.grad_clip_norm)
@@ -192,6 +197,8 @@ class OptimizerCallback(Callback):
 
     def _rescale(self, factor: float) -> None:
         if factor != 1.0:
+            import torch
+
             with torch.no_grad():
                 for p in self._parameters():
                     assert p.grad is not None

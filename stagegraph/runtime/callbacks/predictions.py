@@ -7,13 +7,13 @@ import io
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, ClassVar
-
-import torch
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from stagegraph.graph.callback import Callback
 from stagegraph.graph.enums import CallbackNode, CallbackOrder
-from stagegraph.runtime.callbacks.files import atomic_write, torch_bytes
+
+if TYPE_CHECKING:
+    import torch
 
 FORMATS = ("pt", "csv")
 
@@ -67,6 +67,8 @@ class PredictionWriter(Callback):
         parts = self._parts
         if parts is None:
             return
+        import torch
+
         output = runner.output
         keys = self.keys if self.keys is not None else [
             k for k, v in output.items() if isinstance(v, torch.Tensor)]
@@ -85,6 +87,10 @@ class PredictionWriter(Callback):
         parts, self._parts = self._parts, None
         if not parts:
             return
+        import torch
+
+        from stagegraph.runtime.callbacks.files import atomic_write, torch_bytes
+
         data = {key: torch.cat(chunks) for key, chunks in parts.items()}
         if self.argmax:
             data.update({f"{k}_argmax": v.argmax(1) for k, v in list(data.items())

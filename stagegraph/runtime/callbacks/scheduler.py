@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-from torch.optim.lr_scheduler import ReduceLROnPlateau
-
 from stagegraph.graph.callback import Callback
 from stagegraph.graph.enums import CallbackOrder
 
@@ -47,6 +45,8 @@ class SchedulerCallback(Callback):
         return scheduler
 
     def on_loader_start(self, runner: Any) -> None:
+        from torch.optim.lr_scheduler import ReduceLROnPlateau
+
         self._scheduler = self._resolve(runner)
         if self.mode == "batch" and isinstance(self._scheduler, ReduceLROnPlateau):
             raise ValueError("ReduceLROnPlateau steps on a valid metric once per epoch: use "
@@ -59,6 +59,8 @@ class SchedulerCallback(Callback):
             self._scheduler.step()
 
     def on_epoch_end(self, runner: Any) -> None:
+        from torch.optim.lr_scheduler import ReduceLROnPlateau
+
         scheduler = self._resolve(runner)
         if scheduler is None or self.mode != "epoch":
             return

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -19,8 +20,8 @@ class TensorBoardLogger(Callback):
     (global epochs run across stages, so curves continue from stage to stage). With
     ``log_batch_every=N > 0``, the batch metrics of every ``N``-th batch are written as
     ``batch/{loader}/{name}`` at step ``global_batch_step`` (each costs an ``.item()``).
-    ``torch.utils.tensorboard`` is imported when the logger is built; without the
-    ``tensorboard`` package the constructor raises ``ImportError``.
+    Without the ``tensorboard`` package the constructor raises ``ImportError`` (it looks the
+    package up without importing it); ``torch.utils.tensorboard`` is imported when a stage starts.
     """
 
     order: ClassVar[int] = CallbackOrder.Logging
@@ -31,15 +32,12 @@ class TensorBoardLogger(Callback):
 
     def __init__(self, folder: str = "tensorboard", log_batch_every: int = 0,
                  **declarations: Any) -> None:
-        try:
-            from torch.utils.tensorboard import SummaryWriter
-        except ImportError as err:
-            raise ImportError(TENSORBOARD_HINT) from err
+        if importlib.util.find_spec("tensorboard") is None:
+            raise ImportError(TENSORBOARD_HINT)
         if log_batch_every:
             declarations.setdefault("reads", ("epoch_metric.*", "metric.*"))
         declarations.setdefault("claims", (f"files:{folder}/",))
         super().__init__(**declarations)
-        self._writer_cls = SummaryWriter
         self.folder = folder
         self.log_batch_every = log_batch_every
         self.writer: Any = None
@@ -47,8 +45,12 @@ class TensorBoardLogger(Callback):
     def on_stage_start(self, runner: Any) -> None:
         if runner.logdir is None:
             raise ValueError("TensorBoardLogger needs a logdir: pass logdir= to compile/Runner")
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+        except ImportError as err:
+            raise ImportError(TENSORBOARD_HINT) from err
         path = Path(runner.logdir) / self.folder / str(runner.stage_name)
-        self.writer = self._writer_cls(log_dir=str(path))
+        self.writer = SummaryWriter(log_dir=str(path))
 
     def on_batch_end(self, runner: Any) -> None:
         every = self.log_batch_every

@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from stagegraph.compiler.diagnostics import Diagnostic, Location, Severity
-from stagegraph.compiler.diff import plan_changes
+from stagegraph.compiler.diff import config_changes, plan_changes
 from stagegraph.runtime.binding import StageBinding
 from stagegraph.runtime.callbacks.files import plain, unwrap
 from stagegraph.runtime.errors import ResumeError, ResumeWarning
@@ -89,6 +89,12 @@ class ResumeSession:
     def data(self) -> dict[str, Any]:
         assert self.search is not None and self.search.data is not None
         return self.search.data
+
+    @property
+    def restores_stage(self) -> bool:
+        """Whether the stage being built is the one resumed: its components' state, the
+        optimizer's included, comes from the checkpoint (loaded after ``on_stage_start``)."""
+        return self._restore_components
 
     @property
     def position(self) -> dict[str, Any] | None:
@@ -346,18 +352,24 @@ def _check_plan(runner: Any, search: Search, allow: bool) -> None:
     changes = []
     if search.data.get("plan_hash") != runner.plan.hash:
         saved = json.loads(resume["plan"])
-        changes = [(c.location, c.text) for c in
+        changes = [("SF601", c.location, c.text) for c in
                    plan_changes(saved, runner.plan.model_dump(mode="json"))]
     if bool(resume.get("check")) != bool(runner.check):
-        changes.append((Location(param="check"), f"check run was {bool(resume.get('check'))}, "
-                                                 f"is {bool(runner.check)}"))
+        changes.append(("SF601", Location(param="check"),
+                        f"check run was {bool(resume.get('check'))}, is {bool(runner.check)}"))
+    config = getattr(runner.experiment, "config", None)
+    if resume.get("config") is not None and config is not None:
+        named = {where for _, where, _ in changes}  # a stage parameter's change is in both
+        changes += [("SF815", c.location, f"config {c.text}")
+                    for c in config_changes(resume["config"], config) if c.location not in named]
     if changes and not allow:
-        raise ResumeError(f"the plan changed since checkpoint {search.path} was written "
+        what = "plan" if all(code == "SF601" for code, _, _ in changes) else "experiment"
+        raise ResumeError(f"the {what} changed since checkpoint {search.path} was written "
                           f"({len(changes)} change(s)); not resuming:",
-                          [_diagnostic("SF601", Severity.error, where, text, ALLOW_HINT)
-                           for where, text in changes])
-    for where, text in changes:
-        _warn(f"{text} (ignored: resuming anyway)", code="SF601", location=where)
+                          [_diagnostic(code, Severity.error, where, text, ALLOW_HINT)
+                           for code, where, text in changes])
+    for code, where, text in changes:
+        _warn(f"{text} (ignored: resuming anyway)", code=code, location=where)
     if resume["stage"] not in {s.name for s in runner.plan.stages}:
         raise _cannot(f"checkpoint {search.path} was written in stage {resume['stage']!r}, "
                       "which the plan no longer has", "restore the stage, or start over "

@@ -5,7 +5,9 @@ the checkpoint callback's data (model, optimizer, scheduler, GradScaler, counter
 state of every callback of the stage by name) plus what only resuming needs — where the run was
 (stage, epoch, whether the stage asked to stop early), the plan it ran, the random generators,
 the loaders' private generators, the experiment-level model when the stage trains a model of its
-own, and the state of experiment-scoped callbacks that sit this stage out but come back later.
+own, the state of experiment-scoped callbacks that sit this stage out but come back later, and
+the optimizer state an earlier stage left for a later one (``load_from_previous_stage``) while
+the stage running has no optimizer of its own to replace it.
 
 When the checkpoint callback has serialised that same data this epoch (`serialised_state` says
 when that is certain), the snapshot holds only the state of the callbacks that ran since, and the
@@ -29,6 +31,7 @@ from stagegraph.runtime.callbacks.files import (
     unwrap,
 )
 from stagegraph.runtime.errors import ResumeError
+from stagegraph.runtime.optim_state import CarriedOptimizer
 from stagegraph.runtime.resume.store import RESUME_FORMAT
 
 
@@ -54,12 +57,24 @@ def snapshot(runner: Any, *, shared_model: Any, carried: Mapping[str, Any],
         "is_best_valid": bool(runner.is_best_valid),
         "check": check,
         "plan": runner.plan.to_json(indent=None),
+        # The effective config file the experiment was built from (None: written in Python).
+        "config": getattr(runner.experiment, "config", None),
         "rng": rng.capture(),
         "loaders": rng.capture_loaders(runner.loaders or {}),
         "shared_model": state_of(shared_model) if own_model else None,
         "carried": {key: callback.state_dict() for key, callback in carried.items()},
+        "kept_optimizer": _kept_optimizer(runner),
     }, "resume checkpoint")
     return data
+
+
+def _kept_optimizer(runner: Any) -> dict[str, Any] | None:
+    """The optimizer state a later stage starts from, unless this stage's optimizer replaces it
+    when it ends (it is in the checkpoint anyway)."""
+    kept = getattr(runner, "kept_optimizer", None)
+    if kept is None or runner.optimizer is not None:
+        return None
+    return {"stage": kept.stage, "state": kept.state, "names": [list(g) for g in kept.names]}
 
 
 def serialised_state(binding: StageBinding, global_epoch: int
@@ -118,6 +133,10 @@ def restore_components(runner: Any, data: Mapping[str, Any], *, shared_model: An
     if resume.get("shared_model") is not None and shared_model is not None:
         _load(stage, "experiment model",
               lambda: load_state_into(shared_model, resume["shared_model"]))
+    kept = resume.get("kept_optimizer")
+    if kept is not None:
+        runner.kept_optimizer = CarriedOptimizer(kept["stage"], kept["state"],
+                                                 tuple(tuple(g) for g in kept["names"]))
     rng.restore_loaders(runner.loaders or {}, resume.get("loaders") or {})
     rng.restore(resume["rng"])
     runner.epoch_metrics = dict(data.get("epoch_metrics") or {})

@@ -230,7 +230,7 @@ def test_prediction_writer_skips_other_loaders_unless_named(tmp_path: Path) -> N
 
 
 def test_tensorboard_missing_gives_a_clear_import_error(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setitem(sys.modules, "torch.utils.tensorboard", None)
+    monkeypatch.setitem(sys.modules, "tensorboard", None)
     with pytest.raises(ImportError, match=r"pip install 'stagegraph\[tensorboard\]'"):
         TensorBoardLogger()
 

@@ -11,11 +11,13 @@ import argparse
 import json
 import sys
 import textwrap
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any, TextIO
 
+from stagegraph.cli.options import EXP_HELP, add_set_option, compile_exp, compile_options
 from stagegraph.compiler import Diagnostic, ExecutionPlan, Severity
 from stagegraph.compiler.rules import LEVELS, RULES, Rule, closest_code
+from stagegraph.config import ConfigExperiment, LocatedDiagnostic, locate
 from stagegraph.loading import LoadProblem
 
 LOGDIR_HELP = ("the log directory the run will use: checks the run's file-writing callbacks "
@@ -23,23 +25,35 @@ LOGDIR_HELP = ("the log directory the run will use: checks the run's file-writin
 WIDTH = 100
 
 
-def add_validate_parser(sub: Any, compile_options: argparse.ArgumentParser,
-                        command: Callable[[argparse.Namespace], int]) -> None:
+def add_parser(sub: Any) -> None:
     """The ``validate`` subcommand; EXP is optional because ``--explain CODE`` needs none."""
     validate = sub.add_parser(
-        "validate", parents=[compile_options], help="print every diagnostic; exit 1 on errors",
+        "validate", parents=[compile_options(LOGDIR_HELP)],
+        help="print every diagnostic; exit 1 on errors",
         description="Print every diagnostic of EXP at once, and a summary; exit 1 on errors.")
     validate.add_argument("exp", metavar="EXP", nargs="?",
-                          help="path/to/file.py or path/to/file.py:NAME")
+                          help=EXP_HELP)
     validate.add_argument("--traceback", action="store_true",
                           help="show Python tracebacks for failures")
+    add_set_option(validate)
     validate.add_argument("--format", choices=("text", "json"), default="text")
     validate.add_argument("--strict", action="store_true",
                           help="count warnings as errors: exit 1 if there is any")
     validate.add_argument("--explain", metavar="CODE",
                           help="print what diagnostic CODE (such as SF301) means, its default "
                                "level, how to fix it and how to change its level; no EXP")
-    validate.set_defaults(command=command, usage_error=validate.error)
+    validate.set_defaults(command=cmd_validate, usage_error=validate.error,
+                          errors_to_stdout=True)
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    validate_args(args)
+    if args.explain is not None:
+        return explain_code(args)
+    notes: list[LoadProblem] = []
+    plan = compile_exp(args, notes=notes)
+    return print_validation(plan, json_format=args.format == "json", strict=args.strict,
+                            notes=notes)
 
 
 def validate_args(args: argparse.Namespace) -> None:
@@ -55,17 +69,29 @@ def print_validation(plan: ExecutionPlan, *, json_format: bool, strict: bool,
     """Print the warnings about loading the file (``notes``), ``plan``'s diagnostics and the
     summary; the exit code (1 on errors, or warnings if ``strict``)."""
     if json_format:
-        items = [n.to_json() for n in notes] + [diagnostic_json(d) for d in plan.diagnostics]
+        items = [n.to_json() for n in notes] + [diagnostic_json(d) for d in located(plan)]
         print(json.dumps(items, indent=2))
     else:
-        for item in [*notes, *plan.diagnostics]:
+        for item in [*notes, *located(plan)]:
             print(item)
         print(summary(plan, strict=strict, load_warnings=len(notes)))
     return 1 if plan.errors or (strict and (plan.warnings or notes)) else 0
 
 
-def diagnostic_json(diagnostic: Diagnostic) -> dict[str, Any]:
-    """A diagnostic as in the plan format, plus its code's ``default_level``."""
+def located(plan: ExecutionPlan) -> list[Diagnostic | LocatedDiagnostic]:
+    """The plan's diagnostics; for an experiment from a config file, each with the file, line
+    and column it is about."""
+    experiment = plan.experiment_object
+    if isinstance(experiment, ConfigExperiment):
+        return list(locate(plan.diagnostics, experiment.document))
+    return list(plan.diagnostics)
+
+
+def diagnostic_json(diagnostic: Diagnostic | LocatedDiagnostic) -> dict[str, Any]:
+    """A diagnostic as in the plan format, plus its code's ``default_level`` (and ``file``,
+    ``line``, ``column`` for one about a config file)."""
+    if isinstance(diagnostic, LocatedDiagnostic):
+        return diagnostic.to_json()
     rule = RULES.get(diagnostic.code)
     return {**diagnostic.model_dump(mode="json"),
             "default_level": rule.default if rule is not None else None}
@@ -99,7 +125,7 @@ def report_before_run(plan: ExecutionPlan, stream: TextIO | None = None,
     if not plan.diagnostics and not notes:
         return
     stream = stream or sys.stderr
-    for item in [*notes, *plan.diagnostics]:
+    for item in [*notes, *located(plan)]:
         print(item, file=stream)
     print(f"running: {summary(plan, load_warnings=len(notes))}", file=stream)
 
