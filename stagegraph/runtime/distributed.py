@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import signal
 import socket
 import warnings
 from collections.abc import Iterator, Mapping
@@ -37,7 +36,7 @@ from stagegraph.runtime.errors import DeviceError, DistributedError, PlanError, 
 from stagegraph.runtime.rank_failure import (
     SIGTERM_EXIT,
     Peer,
-    exit_on_sigterm,
+    SigtermExit,
     is_communication_error,
     rank_error,
     record_for_torchrun,
@@ -113,20 +112,21 @@ class Distributed:
         See `rank_failure`.
         """
         self.start()
-        previous = exit_on_sigterm(self.env)
+        sigterm = SigtermExit(self.env)
+        sigterm.install()
         peers: list[Peer] = []
         try:
             peers = self._peers()
             yield
         except RunError as err:
+            sigterm.reporting = True  # torchrun's SIGTERM must not cut the report short
             error = rank_error(err, self.env, self.timeout, peers)
             record_for_torchrun(error)
             raise error from err.__cause__
         finally:
-            if previous is not None:
-                signal.signal(signal.SIGTERM, previous)
             if self.owns_group:
                 _destroy()
+            sigterm.restore()
 
     def start(self) -> None:
         """Initialise the process group now, if this rank owns it and has not yet (a restarted

@@ -9,7 +9,8 @@ Each says which rank, what happened and what to do, in a line or two and without
   this host (its pid was shared when the group started, see `Peer`): ``rank 1 (pid 4532) left
   the process group: it failed or was killed``; otherwise that another rank most likely failed;
 - a rank that torchrun stops with SIGTERM (it stops them all once one has failed) says so and
-  exits with `SIGTERM_EXIT`, rather than dying silently (`exit_on_sigterm`).
+  exits with `SIGTERM_EXIT`, rather than dying silently (`SigtermExit`) — unless it is already
+  reporting a failure of its own, which SIGTERM must not cut short.
 
 Where a peer was lost or the group stopped, the hint says what comes next: torchrun restarts
 the group when ``--max-restarts`` allows it (and it resumes by itself), else ``--resume``.
@@ -120,26 +121,40 @@ def record_for_torchrun(error: BaseException) -> None:
         warnings.warn(f"could not write torchrun's error file {path}: {err}", stacklevel=2)
 
 
-def exit_on_sigterm(env: TorchrunEnv) -> Any:
-    """Make SIGTERM print which rank stopped and exit; the previous handler, or ``None``.
+class SigtermExit:
+    """SIGTERM, while a rank runs, prints which rank stopped and exits with `SIGTERM_EXIT`.
 
-    Python's default for SIGTERM kills the process silently. A handler the user installed is
-    left alone, and so is every thread but the main one (signals can only be set there).
+    Python's default for SIGTERM kills the process silently. Once the rank is reporting its own
+    failure (`reporting`), SIGTERM — torchrun stopping every rank — is let pass, so that the
+    rank's error is not lost: the rank exits right after saying it. `install` leaves a handler
+    the user installed alone, and every thread but the main one (signals are set there only).
     """
-    if threading.current_thread() is not threading.main_thread():
-        return None
-    previous = signal.getsignal(signal.SIGTERM)
-    if previous is not signal.SIG_DFL:
-        return None
 
-    def stop(signum: int, frame: FrameType | None) -> None:
-        print(f"stagegraph: {env} stopped by SIGTERM: torchrun stops every rank once one of them "
-              f"has failed (its error is above or in torchrun's summary); {what_next(env)}",
-              file=sys.stderr, flush=True)
+    def __init__(self, env: TorchrunEnv) -> None:
+        self.env = env
+        self.reporting = False
+        self._previous: Any = None
+
+    def install(self) -> bool:
+        if threading.current_thread() is not threading.main_thread():
+            return False
+        if signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
+            return False
+        self._previous = signal.signal(signal.SIGTERM, self)
+        return True
+
+    def restore(self) -> None:
+        if self._previous is not None:
+            signal.signal(signal.SIGTERM, self._previous)
+            self._previous = None
+
+    def __call__(self, signum: int, frame: FrameType | None) -> None:
+        if self.reporting:
+            return
+        print(f"stagegraph: {self.env} stopped by SIGTERM: torchrun stops every rank once one of "
+              f"them has failed (its error is above or in torchrun's summary); "
+              f"{what_next(self.env)}", file=sys.stderr, flush=True)
         raise SystemExit(SIGTERM_EXIT)
-
-    signal.signal(signal.SIGTERM, stop)
-    return previous
 
 
 def _running(pid: int) -> bool:
@@ -160,5 +175,5 @@ def _running(pid: int) -> bool:
     return state not in (["Z"], ["X"])
 
 
-__all__ = ["SIGTERM_EXIT", "Peer", "exit_on_sigterm", "gone_peers", "is_communication_error",
+__all__ = ["SIGTERM_EXIT", "Peer", "SigtermExit", "gone_peers", "is_communication_error",
            "rank_error", "record_for_torchrun", "what_next"]

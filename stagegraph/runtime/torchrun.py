@@ -61,25 +61,27 @@ def failure_summary(failures: Mapping[int, Any], max_restarts: int) -> str:
 
 def _one(rank: int, failure: Any) -> str:
     who = f"rank {rank} (local rank {failure.local_rank}, pid {failure.pid})"
-    code = int(failure.exitcode)
-    if code < 0:
-        name = _signal_name(-code)
-        if -code == signal.SIGTERM:
-            return f"{who} was stopped by SIGTERM (torchrun stops the others once one has failed)"
-        return f"{who} was killed by {name}"
-    if code == _STOPPED:
+    code, message = int(failure.exitcode), _message(failure)
+    if _stopped(code):
+        if message:  # it failed, said so, and was stopped while it was ending
+            return f"{who} failed: {message}"
         return f"{who} was stopped by SIGTERM (torchrun stops the others once one has failed)"
-    message = _message(failure)
+    if code < 0:
+        return f"{who} was killed by {_signal_name(-code)}"
     return f"{who} exited with code {code}" + (f": {message}" if message else "")
 
 
 def _likelihood(failure: Any) -> int:
-    code = int(failure.exitcode)
-    if code < 0 and -code != signal.SIGTERM:
+    code, message = int(failure.exitcode), _message(failure)
+    if code < 0 and not _stopped(code):
         return 0
-    if code in (_STOPPED, -int(signal.SIGTERM)):
-        return 3
-    return 2 if "left the process group" in _message(failure) else 1
+    if not message:
+        return 3 if _stopped(code) else 1
+    return 2 if "left the process group" in message else 1
+
+
+def _stopped(code: int) -> bool:
+    return code in (_STOPPED, -int(signal.SIGTERM))
 
 
 def _message(failure: Any) -> str:

@@ -29,7 +29,7 @@ from stagegraph.runtime.distributed import (
     unwrap_model,
 )
 from stagegraph.runtime.errors import DistributedError, PlanError, RunError
-from stagegraph.runtime.rank_failure import exit_on_sigterm, rank_error
+from stagegraph.runtime.rank_failure import SigtermExit, rank_error
 
 SetEnv = Callable[[int, int], None]
 
@@ -175,14 +175,19 @@ def test_a_lost_peer_gets_a_hint() -> None:
 
 
 def test_sigterm_says_which_rank_stopped(capsys: pytest.CaptureFixture[str]) -> None:
-    previous = exit_on_sigterm(TorchrunEnv(1, 2, 1, 2))
+    sigterm = SigtermExit(TorchrunEnv(1, 2, 1, 2))
+    assert sigterm.install()
     try:
         with pytest.raises(SystemExit) as stopped:
             signal.raise_signal(signal.SIGTERM)
+        assert "stagegraph: rank 1 of 2 stopped by SIGTERM" in capsys.readouterr().err
+        sigterm.reporting = True  # a rank saying its own failure is not cut short
+        signal.raise_signal(signal.SIGTERM)
+        assert capsys.readouterr().err == ""
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        sigterm.restore()
     assert stopped.value.code == SIGTERM_EXIT
-    assert "stagegraph: rank 1 of 2 stopped by SIGTERM" in capsys.readouterr().err
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
 
 
 def test_a_broken_environment_stops_the_runner_before_anything_runs(

@@ -37,6 +37,17 @@ def test_the_killed_rank_comes_first_then_the_others() -> None:
         "they resume by themselves"]
 
 
+def test_a_rank_stopped_after_it_said_its_error_is_told_by_its_error() -> None:
+    lost = recorded("rank 0 of 2: run failed at stage 'train': rank 1 (pid 9) left the process "
+                    "group, failed or killed")
+    text = failure_summary({0: failure(0, 8, -15, lost), 1: failure(1, 9, -9)}, 0)
+    assert text.splitlines()[:2] == [
+        "stagegraph: the distributed run failed: rank 1 (local rank 1, pid 9) was killed by "
+        "SIGKILL",
+        "  then rank 0 (local rank 0, pid 8) failed: rank 0 of 2: run failed at stage 'train': "
+        "rank 1 (pid 9) left the process group, failed or killed"]
+
+
 def test_a_rank_that_failed_on_its_own_comes_before_one_that_lost_it() -> None:
     text = failure_summary({
         0: failure(0, 100, 143),
