@@ -74,6 +74,17 @@ class CheckpointFileError(StagegraphRuntimeError):
     """A checkpoint file the run reads back is missing, or is not the file it wrote."""
 
 
+class CheckpointWriteError(StagegraphRuntimeError):
+    """A checkpoint file could not be written (a full disk, a read-only folder...).
+
+    ``path`` is the file; ``__cause__`` the `OSError` (or other error) behind it.
+    """
+
+    def __init__(self, message: str, path: object = None) -> None:
+        super().__init__(message)
+        self.path = path
+
+
 class BatchError(StagegraphRuntimeError):
     """A loader yielded a batch the runtime cannot measure or move."""
 

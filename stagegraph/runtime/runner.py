@@ -22,11 +22,12 @@ from stagegraph.graph.experiment import Experiment
 from stagegraph.runtime import lock
 from stagegraph.runtime.binding import Hook, StageBinding, bind
 from stagegraph.runtime.callbacks.files import unwrap
+from stagegraph.runtime.callbacks.writer import CheckpointWriter, sync_requested
 from stagegraph.runtime.components import ComponentBuilder
 from stagegraph.runtime.device import batch_mover, batch_size, resolve_device
 from stagegraph.runtime.distributed import Distributed
 from stagegraph.runtime.elastic import Elastic
-from stagegraph.runtime.errors import RunError, StagegraphWarning
+from stagegraph.runtime.errors import CheckpointWriteError, RunError, StagegraphWarning
 from stagegraph.runtime.faults import explain
 from stagegraph.runtime.loop import describe, loader_batch_size, loader_len, place, set_train_mode
 from stagegraph.runtime.optim import StageContext, train_batch_size
@@ -58,7 +59,10 @@ class Runner(RunnerState):
     is saved. The master process holds the logdir's lock while it runs. ``checkpoint_every=N``
     also writes a resume checkpoint after every N-th batch of a ``train*`` loader; with a logdir,
     SIGTERM and SIGUSR1 stop the run at the next batch boundary after writing one (``stopped``
-    says where). See docs/checkpoints.md.
+    says where). Checkpoints are written on a background thread while training goes on
+    (``checkpoint_writer``; the run waits for it before the next checkpoint, at its end, on an
+    exception or a stop); ``sync_checkpoints=True`` (or ``STAGEGRAPH_SYNC_CHECKPOINTS=1``)
+    writes them on the training thread instead, to the same bytes. See docs/checkpoints.md.
     """
 
     def __init__(
@@ -73,6 +77,7 @@ class Runner(RunnerState):
         allow_plan_change: bool = False,
         overwrite: bool = False,
         checkpoint_every: int | None = None,
+        sync_checkpoints: bool = False,
     ) -> None:
         self._distributed = Distributed.from_environment()  # None: a single process
         plan = runnable_plan(plan, experiment=experiment, logdir=logdir, device=device)
@@ -95,6 +100,10 @@ class Runner(RunnerState):
         self._failed: tuple[str, str] | None = None  # (callback, event) an exception came from
         if self.logdir is not None and self.is_distributed_master:
             lock.probe(self.logdir)  # another run in this logdir: say so before anything else
+        #: Writes the checkpoints, in the background unless ``sync_checkpoints``; ``wait()``
+        #: for a callback that reads a checkpoint file during the run.
+        self.checkpoint_writer = CheckpointWriter(
+            background=not (sync_checkpoints or sync_requested()))
         # Under torchrun's restarts (--max-restarts), a restarted group resumes its run.
         self._elastic = Elastic(self._distributed, self.logdir)
         self._resume = self._elastic.open_session(self, self._builder, resume,
@@ -128,13 +137,29 @@ class Runner(RunnerState):
             with group, self._mid.signals():  # one process group for the whole experiment
                 try:
                     self.run_experiment()
+                    self._resume.finish()  # once the last checkpoint is written
                 except StopRun:  # a signal asked: the checkpoint is written, no callback fires
-                    self.stopped = self._mid.stopped
+                    self._stop()
                 except (Exception, KeyboardInterrupt) as err:
+                    self._failed_writes()
                     self._handle_exception(err)
-                else:
-                    self._resume.finish()
+                finally:
+                    self.checkpoint_writer.close()
         return self
+
+    def _stop(self) -> None:
+        try:
+            self._resume.wait()
+        except CheckpointWriteError as err:  # then the checkpoint it names is not there
+            self._handle_exception(err)
+        self.stopped = self._mid.stopped
+
+    def _failed_writes(self) -> None:
+        """The run failed: wait for the writer first; a write that failed too is a warning."""
+        error = self._resume.settle()
+        if error is not None:
+            warnings.warn(StagegraphWarning(f"besides the failure below: {error}"),
+                          stacklevel=3)
 
     def _logdir_lock(self) -> contextlib.AbstractContextManager[Any]:
         """The logdir's lock, held by the master for the whole run (workers never write it)."""
@@ -182,6 +207,7 @@ class Runner(RunnerState):
         for index, (name, kind, loader) in enumerate(self._loader_items[first:], first):
             self.run_loader(index, name, kind, loader)
         self._depth = _EPOCH
+        self._resume.wait()  # the last checkpoint is written before this epoch's: raises if not
         self._fire("on_epoch_end", self._table("on_epoch_end"))
 
     def run_loader(self, index: int, name: str, kind: LoaderKind, loader: Any) -> None:

@@ -55,9 +55,6 @@ def test_both_train_to_bit_identical_weights(tmp_path: Path) -> None:
             == (tmp_path / "config" / "test_accuracy.txt").read_text())
 
 
-@pytest.mark.xfail(strict=False, reason="stagegraph.runtime.callbacks imports torch until the "
-                                        "built-in callbacks are importable without it (another "
-                                        "branch)")
 def test_validating_the_config_imports_no_torch() -> None:
     code = ("import sys\n"
             "from stagegraph.cli import main\n"

@@ -9,8 +9,6 @@ from __future__ import annotations
 import subprocess
 import sys
 
-import pytest
-
 BUILD_ALL = """
 import sys
 import stagegraph.callbacks
@@ -72,7 +70,5 @@ def test_the_runtime_package_loads_torch_only_for_runner_names() -> None:
          "assert 'torch' in sys.modules\n")
 
 
-@pytest.mark.xfail(strict=False, reason="checkpoint.py and files.py import torch at module level; "
-                   "they are being rewritten on branch i9bg and are made lazy after that merge")
 def test_building_a_checkpoint_callback_imports_no_torch() -> None:
     _run(CHECKPOINT)

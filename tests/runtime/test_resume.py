@@ -15,7 +15,16 @@ from typing import Any
 
 import pytest
 import torch
-from resume_helpers import GLOBAL_EPOCHS, Tracker, assert_same, build, outcome, plan, run
+from resume_helpers import (
+    GLOBAL_EPOCHS,
+    Stop,
+    Tracker,
+    assert_same,
+    build,
+    outcome,
+    plan,
+    run,
+)
 from torch import nn
 
 import stagegraph as sg
@@ -201,16 +210,87 @@ def test_resume_from_a_named_file_or_another_logdir(tmp_path: Path,
     run(tmp_path / "old", ("epoch", 5))
     older = resume_dir(tmp_path / "old") / "epoch-000003.pth"
     resumed, seen = caught(logdir=tmp_path / "old", resume=str(older))
-    assert resumed.resumed_from == older
+    assert resumed.resumed_from.name == older.name  # set aside, then deleted
+    assert not resumed.resumed_from.exists() and not (tmp_path / "old" / ".superseded").exists()
     assert [str(w) for w in seen] == [
-        "removed 1 checkpoint(s) newer than epoch-000003.pth (epoch-000004.pth): the resumed "
-        "run replaces them"]
+        f"resuming from epoch-000003.pth, older than the latest checkpoint of "
+        f"{str(tmp_path / 'old')!r} (epoch-000004.pth): that run is set aside in "
+        f"{resumed.resumed_from.parents[2]} and deleted once this run saves its first "
+        "checkpoint; until then --resume (without a path) goes back to it"]
     assert_same(reference, outcome(resumed))
     run(tmp_path / "src", ("epoch", 4))
     resumed = run(tmp_path / "new", resume=str(tmp_path / "src"))
     assert resumed.resumed_from == resume_dir(tmp_path / "src") / "epoch-000003.pth"
     logs = {k: v for k, v in reference["logs"].items() if k != "a.csv"}  # a ran in src only
     assert_same({**reference, "logs": logs}, outcome(resumed))
+
+
+class StopAtBatch(sg.Callback):
+    """Raises `Stop` at the start of global batch ``step`` (after a mid-epoch checkpoint)."""
+
+    scope = sg.CallbackScope.experiment
+
+    def __init__(self, step: int) -> None:
+        super().__init__()
+        self.step = step
+
+    def on_batch_start(self, runner: Any) -> None:
+        if runner.global_batch_step == self.step:
+            raise Stop(f"batch {self.step}")
+
+
+def test_resume_from_an_older_checkpoint_stopped_before_its_first_keeps_the_newer_one(
+        tmp_path: Path, reference: dict[str, Any]) -> None:
+    """Nothing is deleted before newer state is durable: the run resumed from an older
+    checkpoint dies before it saves one, and the newer state is all there to resume."""
+    run(tmp_path, ("epoch", 6))
+    names = ["epoch-000005.pth", "epoch-000004.pth"]
+    assert [p.name for _, p in ResumeStore(resume_dir(tmp_path)).files()] == names
+    logs = {p.name: p.read_bytes() for p in (tmp_path / "logs").iterdir()}
+    older = resume_dir(tmp_path) / names[1]
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        stopped = sg.Runner(plan(build(("epoch", 5)), tmp_path), resume=str(older))
+        with pytest.raises(RunError):
+            stopped.run()
+    (aside,) = (tmp_path / ".superseded").iterdir()
+    assert stopped.resumed_from == aside / "checkpoints" / "resume" / names[1]
+    said = [str(w.message) for w in seen if isinstance(w.message, ResumeWarning)]
+    assert said == [f"resuming from epoch-000004.pth, older than the latest checkpoint of "
+                    f"{str(tmp_path)!r} (epoch-000005.pth): that run is set aside in {aside} "
+                    "and deleted once this run saves its first checkpoint; until then --resume "
+                    "(without a path) goes back to it"]
+    assert [p.name for _, p in ResumeStore.of_logdir(aside).files()] == names
+    assert {p.name: p.read_bytes() for p in (aside / "logs").iterdir()} == logs  # as they were
+    resumed, seen = caught(logdir=tmp_path, resume=True)
+    assert resumed.resumed_from == resume_dir(tmp_path) / names[0]
+    assert [str(w).split(":")[0] for w in seen] == [f"brought back the run set aside in {aside}"]
+    assert_same(reference, outcome(resumed))
+
+
+def test_resume_from_an_older_checkpoint_deletes_the_newer_once_it_saves_one(
+        tmp_path: Path, reference: dict[str, Any]) -> None:
+    run(tmp_path, ("epoch", 6))
+    first = load_checkpoint(resume_dir(tmp_path) / "epoch-000004.pth")["counters"][
+        "global_batch_step"]
+    try:  # a mid-epoch checkpoint after the first batch of epoch 5, then stopped
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # SF601: the callback that stops it is added
+            sg.Runner(plan(build(None, stop=StopAtBatch(first + 2)), tmp_path),
+                      checkpoint_every=1, allow_plan_change=True,
+                      resume=str(resume_dir(tmp_path) / "epoch-000004.pth")).run()
+    except RunError as err:
+        assert isinstance(err.__cause__, Stop), err
+    assert not (tmp_path / ".superseded").exists()
+    store = ResumeStore(resume_dir(tmp_path))
+    newest = f"epoch-000005-step-{first + 1:09d}.pth"
+    assert [p.name for _, p in store.files()] == [newest]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # SF601: and removed
+        resumed = run(tmp_path, resume=True, allow_plan_change=True)
+    assert resumed.resumed_from == resume_dir(tmp_path) / newest
+    assert_same(reference, outcome(resumed))
+    assert (tmp_path / "checkpoints" / "b.best.pth").is_file()  # an earlier stage's files kept
 
 
 @pytest.mark.parametrize("case", ["no logdir", "missing", "empty folder", "not a resume file",

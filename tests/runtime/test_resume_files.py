@@ -152,6 +152,7 @@ class Meddle(sg.Callback):
     def on_epoch_start(self, runner: Any) -> None:
         best = Path(runner.logdir) / "checkpoints" / f"{runner.stage_name}.best.pth"
         if runner.epoch == 2:
+            runner.checkpoint_writer.wait()  # the file of epoch 1 may still be being written
             if self.how == "delete":
                 best.unlink()
             else:

@@ -171,6 +171,24 @@ def test_a_real_process_killed_mid_write_resumes(tmp_path: Path) -> None:
     assert_same_result(ref, run)
 
 
+#: Killed while the background writer is still writing the last epoch's checkpoint.
+CHAIN_INFLIGHT: list[Any] = [
+    "inflight:train.best.pth:train:2:train:1",  # global epoch 3's state file: its resume file
+                                                # waits behind it
+    "inflight:epoch-000005.pth:aux:2:train:2",  # global epoch 5's resume file itself
+    None,
+]
+
+
+def test_killed_during_a_background_write_resumes_from_the_checkpoint_before(
+        tmp_path: Path) -> None:
+    ref, run, results = harness(tmp_path, CHAIN_INFLIGHT)
+    assert assert_chain(tmp_path, CHAIN_INFLIGHT, results) == 2
+    assert "epoch-000002.pth: stage 'pretrain' after epoch 2" in err(tmp_path, 1)
+    assert "epoch-000004.pth: stage 'train' after epoch 2" in err(tmp_path, 2)
+    assert_same_result(ref, run)
+
+
 # --- mid-epoch checkpoints (--checkpoint-every) and graceful stops (SIGTERM, SIGUSR1) --------
 EVERY = ["--checkpoint-every", "3"]
 #: Train loaders have 5 batches: a checkpoint after batch 3, killed in batch 5 or stopped.

@@ -118,6 +118,27 @@ def test_overwrite_deletes_the_old_run_only_once_a_new_checkpoint_is_durable(
     assert_same_result(ref, run)
 
 
+def test_a_resume_from_an_older_checkpoint_killed_before_its_first_loses_nothing(
+        tmp_path: Path) -> None:
+    older = tmp_path / "run" / "checkpoints" / "resume" / "epoch-000005.pth"
+    ref, run, results = chain(tmp_path, [
+        ("run", "batch:finetune:1:train:1"),                         # 0: checkpoints 5 and 6
+        ("run", "write:epoch-000006.pth", "--resume", str(older)),   # 1: from 5, killed writing
+        ("ls",),                                                     # 2
+        ("run", "", "--resume"),                                     # 3: back to 6
+    ])
+    assert killed(results[0]) and killed(results[1])
+    assert "older than the latest checkpoint of" in err(tmp_path, 1)
+    assert "(epoch-000006.pth): that run is set aside in" in err(tmp_path, 1)
+    kept = results[2]["ls"]
+    assert any(n.startswith(".superseded/") and n.endswith("/checkpoints/resume/epoch-000006.pth")
+               for n in kept), kept
+    assert results[3] == {"status": "exit", "code": 0}, err(tmp_path, 3)
+    assert "brought back the run set aside in" in err(tmp_path, 3)
+    assert "/checkpoints/resume/epoch-000006.pth: stage 'aux' after epoch 2" in err(tmp_path, 3)
+    assert_same_result(ref, run)
+
+
 # --- the lock, between two real processes ------------------------------------------------------
 HOLD = """
 import sys, time

@@ -3,16 +3,13 @@
 
 Importing this package, building a callback and reading its declarations do not import torch
 (torch is imported by the methods that run during training), so a config file naming them
-validates without torch. ``CheckpointCallback`` and ``checkpoint_data`` still import torch, when
-first looked up (module ``__getattr__``).
+validates without torch (tests/runtime/test_callbacks_torch_free.py checks it).
 """
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
-
 from stagegraph.runtime.callbacks.aggregation import MetricAggregationCallback
+from stagegraph.runtime.callbacks.checkpoint import CheckpointCallback, checkpoint_data
 from stagegraph.runtime.callbacks.console import ConsoleLogger
 from stagegraph.runtime.callbacks.criterion import CriterionCallback
 from stagegraph.runtime.callbacks.csv_logger import CSVLogger
@@ -24,22 +21,6 @@ from stagegraph.runtime.callbacks.scheduler import SchedulerCallback
 from stagegraph.runtime.callbacks.tensorboard_logger import TensorBoardLogger
 from stagegraph.runtime.callbacks.timer import TimerCallback
 from stagegraph.runtime.callbacks.validation import ValidationManagerCallback
-
-if TYPE_CHECKING:
-    from stagegraph.runtime.callbacks.checkpoint import CheckpointCallback, checkpoint_data
-
-#: Names whose module imports torch when loaded, and that module.
-_LAZY = {
-    "CheckpointCallback": "stagegraph.runtime.callbacks.checkpoint",
-    "checkpoint_data": "stagegraph.runtime.callbacks.checkpoint",
-}
-
-
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        return getattr(importlib.import_module(_LAZY[name]), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
 
 __all__ = [
     "AccuracyCallback",

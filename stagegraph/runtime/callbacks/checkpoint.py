@@ -1,4 +1,7 @@
-"""`CheckpointCallback`: last, best and the N best epochs of each stage, written atomically."""
+"""`CheckpointCallback`: last, best and the N best epochs of each stage, written atomically.
+
+torch is imported inside the methods that need it, so importing this module does not start it.
+"""
 
 from __future__ import annotations
 
@@ -6,8 +9,6 @@ import math
 import warnings
 from pathlib import Path
 from typing import Any, ClassVar
-
-import torch
 
 from stagegraph.graph.callback import Callback
 from stagegraph.graph.enums import CallbackNode, CallbackOrder
@@ -19,7 +20,16 @@ from stagegraph.runtime.callbacks.files import (
     save_file,
     state_of,
 )
-from stagegraph.runtime.errors import CheckpointFileError
+from stagegraph.runtime.callbacks.writer import (
+    PendingFile,
+    deferred,
+    host_copy,
+    record_fields,
+    resolved,
+    settled,
+    writer_of,
+)
+from stagegraph.runtime.errors import CheckpointFileError, StagegraphWarning
 
 FORMAT = "stagegraph.checkpoint/1"
 
@@ -65,7 +75,9 @@ class CheckpointCallback(Callback):
     ``torch.load(path, weights_only=True)``; see :func:`checkpoint_data` for its content. The
     model is unwrapped from DDP before saving. The files of one epoch hold the same data: it is
     serialised once, into the first of them (``best``, else ``last``), and the others are hard
-    links to it (copies where the file system has no links). With
+    links to it (copies where the file system has no links). The data is copied to host memory
+    at the epoch end and written by the run's checkpoint writer, in the background while the next
+    epoch trains (see `writer`); the runner waits for it before the next checkpoint. With
     ``load_best_on_stage_end=True`` the best weights are loaded back into the model when the
     stage ends, after checking that the file is the one saved (its size and sha256, which
     resume checkpoints hold too, with a copy of the file: see docs/checkpoints.md).
@@ -94,10 +106,11 @@ class CheckpointCallback(Callback):
         self.prefix = prefix
         self.folder: Path | None = None
         self.top: list[tuple[float, int, str]] = []  # (score, epoch, file name), best first
-        #: The best file of the stage as written: (name, bytes, sha256); ``None`` before one.
-        self.best: tuple[str, int, str] | None = None
+        #: The best file of the stage and its record (pending while it is being written);
+        #: ``None`` before one.
+        self.best: tuple[str, FileRecord | PendingFile] | None = None
         #: This epoch's serialisation, for the resume checkpoint: (global epoch, the file).
-        self.saved: tuple[int, FileRecord] | None = None
+        self.saved: tuple[int, FileRecord | PendingFile] | None = None
         self._restored = False
         self._best_in_memory: Any = None
 
@@ -131,15 +144,29 @@ class CheckpointCallback(Callback):
             top, dropped, kept = self._rank(float(score), runner)
             if kept:
                 names.append(kept)
-        # Serialised before this epoch changes the ranking, so the files hold the state as of
-        # the callbacks that ran before this one.
-        record = save_file(checkpoint_data(runner), *(self._path(name) for name in names))
+        record = self._write(runner, names, dropped)
         self.saved = (int(runner.global_epoch), record)
         if runner.is_best_valid:
-            self.best = (names[0], record.bytes, record.sha256)
-        for old in dropped:
-            self._path(old).unlink(missing_ok=True)
+            self.best = (names[0], record)
         self.top = top
+
+    def _write(self, runner: Any, names: list[str], dropped: list[str]) -> PendingFile:
+        """Hand this epoch's files to the run's checkpoint writer; the epoch files that left the
+        ranking are deleted once the new files are durable."""
+        # Taken before this epoch changes the ranking, so the files hold the state as of the
+        # callbacks that ran before this one; copied, since the next epoch changes the model.
+        with deferred():
+            data = host_copy(checkpoint_data(runner))
+        paths = [self._path(name) for name in names]
+        old_files = [self._path(old) for old in dropped]
+
+        def write() -> FileRecord:
+            record = save_file(resolved(data), *paths)
+            for old in old_files:
+                old.unlink(missing_ok=True)
+            return record
+
+        return writer_of(runner).write(paths[0], write)
 
     def on_stage_end(self, runner: Any) -> None:
         if self.folder is not None:  # the stage completed: a failure it had is behind it
@@ -150,15 +177,16 @@ class CheckpointCallback(Callback):
         if self.folder is None:
             load_state_into(runner.model, self._best_in_memory)
             return
+        writer_of(runner).wait()  # the best file may still be being written
         if self.best is None:
             warnings.warn(f"CheckpointCallback: stage {runner.stage_name!r} had no best epoch (no "
                           f"epoch's valid metric {runner.main_metric!r} was finite and better "
                           "than the ones before), so load_best_on_stage_end loads nothing: the "
                           "model keeps the weights of its last epoch", stacklevel=2)
             return
-        name, size, sha256 = self.best
-        path = self._path(name)
-        problem = mismatch(path, size, sha256)
+        name, written = self.best
+        path, record = self._path(name), settled(written)
+        problem = mismatch(path, record.bytes, record.sha256)
         if problem is not None:
             if problem.startswith("is damaged: "):
                 problem = f"changed since this stage saved it ({problem[12:]})"
@@ -166,18 +194,23 @@ class CheckpointCallback(Callback):
                 f"{path}, the best weights of stage {runner.stage_name!r}, {problem}, "
                 "so load_best_on_stage_end cannot load them; put the file back, or resume the "
                 "run from its last checkpoint (--resume), which keeps a copy of it")
+        import torch
+
         state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
         load_state_into(runner.model, state["model"])
 
-    def resume_files(self) -> dict[str, FileRecord]:
-        """The files a later epoch reads back, by path relative to the logdir: the best weights.
+    def resume_files(self) -> dict[str, FileRecord | PendingFile]:
+        """The files a later epoch reads back, by path relative to the logdir: the best weights
+        (a `PendingFile` while the writer is writing it).
 
         A resume checkpoint keeps a copy of each and verifies it before resuming.
         """
         if self.folder is None or self.best is None:
             return {}
-        name, size, sha256 = self.best
-        return {f"{self.folder.name}/{name}": FileRecord(self._path(name), size, sha256)}
+        name, record = self.best
+        if isinstance(record, FileRecord):  # restored from a checkpoint: its name only
+            record = record.at(self._path(name))
+        return {f"{self.folder.name}/{name}": record}
 
     def on_exception(self, runner: Any) -> None:
         # Never mask the original error: a failure here is reported as a warning.
@@ -186,11 +219,12 @@ class CheckpointCallback(Callback):
             if folder is None or runner.model is None:
                 return
             folder.mkdir(parents=True, exist_ok=True)
+            path = folder / f"{self.prefix}{runner.stage_name}.exception.pth"
             data = checkpoint_data(runner)
             data["exception"] = repr(runner.exception)
-            save_file(data, folder / f"{self.prefix}{runner.stage_name}.exception.pth")
+            save_file(data, path)
         except Exception as err:
-            warnings.warn(f"could not write the exception checkpoint: {err!r}", stacklevel=2)
+            warnings.warn(StagegraphWarning(_not_written(runner, self.prefix, err)), stacklevel=2)
 
     def _rank(self, score: float, runner: Any
               ) -> tuple[list[tuple[float, int, str]], list[str], str | None]:
@@ -208,17 +242,21 @@ class CheckpointCallback(Callback):
         return self.folder / name
 
     def state_dict(self) -> dict[str, Any]:
-        best = self.best
-        return {"top": [list(item) for item in self.top],
-                "best": None if best is None else {"file": best[0], "bytes": best[1],
-                                                   "sha256": best[2]}}
+        """The ranking and the best file (its size and sha256 wait for the writer to write it,
+        or are `writer.Later` values inside `writer.deferred`)."""
+        best = None
+        if self.best is not None:
+            size, sha256 = record_fields(self.best[1])
+            best = {"file": self.best[0], "bytes": size, "sha256": sha256}
+        return {"top": [list(item) for item in self.top], "best": best}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore the ranking of epoch files and the best file; ``on_stage_start`` keeps them."""
         self.top = [(float(s), int(e), str(n)) for s, e, n in state.get("top", [])]
         best = state.get("best")
-        self.best = (None if best is None else
-                     (str(best["file"]), int(best["bytes"]), str(best["sha256"])))
+        self.best = None if best is None else (
+            str(best["file"]), FileRecord(Path(str(best["file"])), int(best["bytes"]),
+                                          str(best["sha256"])))
         self._restored = True
 
     def __repr__(self) -> str:
@@ -227,8 +265,20 @@ class CheckpointCallback(Callback):
                 f"load_best_on_stage_end={self.load_best_on_stage_end}{prefix})")
 
 
+def _not_written(runner: Any, prefix: str, err: Exception) -> str:
+    """What to say when the exception checkpoint cannot be written (a full disk...)."""
+    name = f"{prefix}{runner.stage_name}.exception.pth"
+    reason = err.strerror if isinstance(err, OSError) and err.strerror else (
+        f"{type(err).__name__}: {err}" if str(err) else type(err).__name__)
+    return (f"the run failed, and its exception checkpoint {name} (for post-mortem only) could "
+            f"not be written either: {reason}; the checkpoints written before are complete, "
+            "and --resume continues from the last of them")
+
+
 def _cloned(state: Any) -> Any:
     """A copy of a (nested) state dict whose tensors no longer share memory with the model."""
+    import torch
+
     if isinstance(state, torch.Tensor):
         return state.clone()
     if isinstance(state, dict):

@@ -1,8 +1,12 @@
-"""File helpers for the logging and checkpoint callbacks: atomic writes and checkpoint-safe data."""
+"""File helpers for the logging and checkpoint callbacks: atomic writes and checkpoint-safe data.
+
+torch is imported inside the functions that need it, so importing this module does not start it.
+"""
 
 from __future__ import annotations
 
 import enum
+import functools
 import hashlib
 import io
 import os
@@ -12,8 +16,6 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
-
-import torch
 
 #: Bytes read at a time when a file is hashed or copied: memory stays flat whatever its size.
 CHUNK = 1 << 20
@@ -27,6 +29,8 @@ def atomic_write(path: str | os.PathLike[str], data: bytes | Callable[[IO[bytes]
     temporary file is renamed over ``path`` with ``os.replace`` (atomic on POSIX and Windows).
     The file gets the mode a plain ``open(path, "w")`` would: ``0o666`` less the umask.
     ``data`` may be a function that writes into the open file instead (streaming, no copy).
+    An `OSError` that names no file (a full disk: ``[Errno 28] No space left on device``) is
+    raised again naming ``path``.
     """
     target = Path(path)
     fd, tmp = _temporary(target)
@@ -39,6 +43,11 @@ def atomic_write(path: str | os.PathLike[str], data: bytes | Callable[[IO[bytes]
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, target)
+    except OSError as err:
+        Path(tmp).unlink(missing_ok=True)
+        if err.errno is None or err.filename is not None:
+            raise
+        raise OSError(err.errno, err.strerror, str(target)) from err
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
@@ -91,16 +100,25 @@ class FileRecord:
 
 
 class _Hashing:
-    """A write-only file that hashes and counts what passes through it."""
+    """A write-only file that hashes and counts what passes through it.
+
+    An `OSError` of the file is kept in ``error``: torch's zip writer may turn it into a
+    ``RuntimeError`` of its own ("unexpected pos ..."), which would hide a full disk.
+    """
 
     def __init__(self, handle: IO[bytes]) -> None:
         self.handle, self.sha, self.size = handle, hashlib.sha256(), 0
+        self.error: OSError | None = None
 
     def write(self, data: Any) -> int:
         view = memoryview(data)
         self.sha.update(view)
         self.size += view.nbytes
-        return self.handle.write(view)
+        try:
+            return self.handle.write(view)
+        except OSError as err:
+            self.error = self.error or err
+            raise
 
     def flush(self) -> None:
         self.handle.flush()
@@ -112,11 +130,18 @@ def save_file(obj: Any, path: Path, *also: Path) -> FileRecord:
 
     One serialisation however many names: the first is written, the others link to it.
     """
+    import torch
+
     hashing: list[_Hashing] = []
 
     def write(handle: IO[bytes]) -> None:
         hashing.append(_Hashing(handle))
-        torch.save(obj, hashing[0])  # type: ignore[arg-type]  # write() is all it needs
+        try:
+            torch.save(obj, hashing[0])  # type: ignore[arg-type]  # write() is all it needs
+        except Exception as err:
+            if hashing[0].error is None or hashing[0].error is err:
+                raise
+            raise hashing[0].error from err  # the disk's error, not torch's account of it
 
     atomic_write(path, write)
     record = FileRecord(path, hashing[0].size, hashing[0].sha.hexdigest())
@@ -191,12 +216,25 @@ def mismatch(path: Path, size: Any, sha256: Any) -> str | None:
 
 def torch_bytes(obj: Any) -> bytes:
     """``obj`` serialised by ``torch.save``, ready for :func:`atomic_write`."""
+    import torch
+
     buffer = io.BytesIO()
     torch.save(obj, buffer)
     return buffer.getvalue()
 
 
-_LEAVES = (str, int, float, bool, type(None), torch.dtype, torch.device)
+class Deferred:
+    """A value known only once a file is written (`writer.Later`): `plain` keeps it as it is,
+    for the checkpoint writer to put the value in before it serialises the data."""
+
+    __slots__ = ()
+
+
+@functools.cache
+def _leaves() -> tuple[type, ...]:
+    import torch
+
+    return (str, int, float, bool, type(None), torch.dtype, torch.device)
 
 
 def plain(obj: Any, where: str = "checkpoint") -> Any:
@@ -207,11 +245,13 @@ def plain(obj: Any, where: str = "checkpoint") -> Any:
     enums and paths become their plain values. Anything else becomes its ``repr`` with a warning,
     so a checkpoint always loads.
     """
+    import torch
+
     if isinstance(obj, torch.Tensor):
         return obj.detach()
     if isinstance(obj, enum.Enum):
         return plain(obj.value, where)
-    if isinstance(obj, _LEAVES):
+    if isinstance(obj, (*_leaves(), Deferred)):
         return obj
     if isinstance(obj, Mapping):
         return {(k if isinstance(k, (str, int)) else str(k)): plain(v, f"{where}.{k}")
@@ -230,6 +270,8 @@ def plain(obj: Any, where: str = "checkpoint") -> Any:
 
 def unwrap(model: Any) -> Any:
     """The module inside ``DistributedDataParallel`` / ``DataParallel`` wrappers."""
+    import torch
+
     while isinstance(model, (torch.nn.parallel.DistributedDataParallel, torch.nn.DataParallel)):
         model = model.module
     return model

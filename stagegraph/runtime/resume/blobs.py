@@ -20,6 +20,7 @@ import torch
 
 from stagegraph.runtime.callbacks.checkpoint import FORMAT as STATE_FORMAT
 from stagegraph.runtime.callbacks.files import FileRecord, link_or_copy, mismatch, record_of
+from stagegraph.runtime.callbacks.writer import PendingFile
 
 BLOB = re.compile(r"^blob-[0-9a-f]{32}\.pth$")
 
@@ -109,18 +110,20 @@ def references(data: Mapping[str, Any]) -> list[Mapping[str, Any]]:
 # --- the logdir's files -----------------------------------------------------------------------
 class FileRecorder:
     """Records the files callbacks read back later (their ``resume_files()``), by path relative
-    to the logdir. A callback gives a `FileRecord` (it knows the sha256 from writing the file)
-    or a path, hashed here again only when its size, modification time or inode changed."""
+    to the logdir. A callback gives a `FileRecord` (it knows the sha256 from writing the file),
+    a `PendingFile` (the checkpoint writer is writing it), or a path, hashed here again only
+    when its size, modification time or inode changed."""
 
     def __init__(self) -> None:
         self._hashed: dict[Path, tuple[tuple[int, int, int], FileRecord]] = {}
 
-    def files(self, callbacks: Iterable[Any], logdir: Path) -> dict[str, FileRecord]:
-        files: dict[str, FileRecord] = {}
+    def files(self, callbacks: Iterable[Any], logdir: Path
+              ) -> dict[str, FileRecord | PendingFile]:
+        files: dict[str, FileRecord | PendingFile] = {}
         for callback in callbacks:
             method = getattr(callback, "resume_files", None)
             for rel, record in (method() if callable(method) else {}).items():
-                files[str(rel)] = (record if isinstance(record, FileRecord)
+                files[str(rel)] = (record if isinstance(record, (FileRecord, PendingFile))
                                    else self._record(logdir / rel))
         return files
 

@@ -9,6 +9,11 @@ folders its callbacks claim (``logs/``, ``predictions/``...) — into
 A finished run is replaced so; an unfinished one only when asked (``overwrite=True``), since it
 can still be resumed. ``--resume`` in a logdir whose run was set aside by a run that stopped
 before its first checkpoint brings the set-aside run back and continues it.
+
+Resuming from a checkpoint of the logdir older than its latest replaces the newer ones the same
+way (`Logdir.supersede`): the run is set aside whole, and what the resumed run keeps of it is put
+back as copies, so until the resumed run's first checkpoint is durable the newer state is there,
+exactly as it was, for ``--resume`` to bring back.
 """
 
 from __future__ import annotations
@@ -173,20 +178,49 @@ class Logdir:
               f"before its first checkpoint{also}")
         return moved
 
+    def supersede(self, checkpoint: Path) -> Path:
+        """Resuming from ``checkpoint``, of this logdir but older than its latest: set the run
+        aside whole, then put back copies of all but its resume checkpoints (the resumed run
+        writes its own); returns where ``checkpoint`` is now.
+
+        Copies, so that the resumed run changes none of the run set aside: hard links in
+        ``checkpoints/`` (whose files are replaced, never changed in place), copies of the
+        bytes elsewhere (a CSV log is appended to).
+        """
+        moved = self._set_aside(self.entries)
+        assert moved is not None, "the logdir holds the checkpoint"
+        try:
+            for entry in sorted(p.name for p in moved.iterdir()):
+                _copy_back(moved / entry, self.path / entry, links=entry == "checkpoints")
+            fsync_dir(self.path)
+        except OSError as err:
+            raise LogdirError(f"cannot copy the run set aside in {moved} back into {self._name}: "
+                              f"{err.strerror or err}", "make room on its disk, or resume into "
+                              "another --logdir") from err
+        return moved / checkpoint.resolve().relative_to(self.path.resolve())
+
     # --- after the run's first checkpoint -----------------------------------------------------
     def durable(self) -> None:
         """A checkpoint of this run is complete and durable: delete what was set aside (once)."""
+        problem = self.drop_set_aside()
+        if problem is not None:
+            _warn(problem)
+
+    def drop_set_aside(self) -> str | None:
+        """`durable` for the checkpoint writer's thread: what to warn about, if anything, is
+        returned (for the training thread to say), not said."""
         if self._dropped:
-            return
+            return None
         self._dropped = True
         folder = self.path / SUPERSEDED
         if not folder.exists():
-            return
+            return None
         try:
             shutil.rmtree(folder)
         except OSError as err:  # the run goes on; only disk space is at stake
-            _warn(f"could not delete {folder} ({err.strerror or err}): it holds an earlier run "
-                  "that this one replaced; delete it by hand")
+            return (f"could not delete {folder} ({err.strerror or err}): it holds an earlier "
+                    "run that this one replaced; delete it by hand")
+        return None
 
     # --- helpers ------------------------------------------------------------------------------
     @property
@@ -228,6 +262,24 @@ def _new_folder(parent: Path) -> Path:
         return folder
     raise LogdirError(f"cannot create a folder in {parent}: too many runs set aside this "
                       "second", f"delete {parent}")
+
+
+def _copy_back(source: Path, target: Path, *, links: bool) -> None:
+    """``source`` (a file or folder) copied to ``target``, without the resume checkpoints."""
+    if source.is_symlink() or not source.is_dir():
+        if links:
+            try:
+                os.link(source, target, follow_symlinks=False)
+                return
+            except OSError:
+                pass
+        shutil.copy2(source, target, follow_symlinks=False)
+        return
+    target.mkdir(exist_ok=True)
+    for child in sorted(source.iterdir()):
+        if links and child.name == "resume" and child.parent.name == "checkpoints":
+            continue
+        _copy_back(child, target / child.name, links=links)
 
 
 def _where(store: ResumeStore, latest: str) -> str:

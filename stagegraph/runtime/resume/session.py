@@ -12,10 +12,16 @@ from, skips damaged ones with a warning, and refuses a plan that changed since t
   callback state, which ``on_stage_start`` keeps);
 - `ResumeSession.stage_started` after ``on_stage_start`` (restores the components, loaders,
   random generators and last metrics) — it returns the number of epochs left;
-- `ResumeSession.epoch_end` after every epoch (writes the checkpoint; once it is durable, what
-  was set aside is deleted);
+- `ResumeSession.wait` before the epoch-end hooks, and wherever the run needs the checkpoints
+  on disk (the end, an exception, a signal stop): waits for the writer, raising
+  `CheckpointWriteError` for a write that failed;
+- `ResumeSession.epoch_end` after every epoch (hands the checkpoint to the writer, whose job
+  deletes what was set aside once the checkpoint is durable);
 - `ResumeSession.write_position` at a batch boundary (a mid-epoch checkpoint, see `midepoch`);
 - `ResumeSession.finish` when the run returns (marks the logdir's run finished).
+
+Checkpoints are written by the run's `CheckpointWriter` (`callbacks.writer`): the state is
+copied to host memory here, on the training thread, and written on the writer's thread.
 
 A checkpoint written mid-epoch holds a ``position``; resuming from it continues its epoch
 (`ResumeSession.position`, which `midepoch.MidEpoch` consumes).
@@ -32,8 +38,15 @@ from typing import Any
 from stagegraph.compiler.diagnostics import Diagnostic, Location, Severity
 from stagegraph.compiler.diff import config_changes, plan_changes
 from stagegraph.runtime.binding import StageBinding
-from stagegraph.runtime.callbacks.files import plain, unwrap
-from stagegraph.runtime.errors import ResumeError, ResumeWarning
+from stagegraph.runtime.callbacks.files import FileRecord, plain, unwrap
+from stagegraph.runtime.callbacks.writer import (
+    CheckpointWriter,
+    PendingFile,
+    deferred,
+    host_copy,
+    wait_for_writers,
+)
+from stagegraph.runtime.errors import CheckpointWriteError, ResumeError, ResumeWarning
 from stagegraph.runtime.resume.blobs import FileRecorder, restore_files
 from stagegraph.runtime.resume.logdir import (
     Logdir,
@@ -54,6 +67,7 @@ from stagegraph.runtime.resume.store import (
     ResumeStore,
     Search,
     Skipped,
+    file_name,
     load_checkpoint,
     remove_temporary,
 )
@@ -67,10 +81,12 @@ class ResumeSession:
 
     def __init__(self, store: ResumeStore | None, builder: Any, check: bool,
                  search: Search | None = None, logdir: Logdir | None = None,
-                 overwrite: bool = False) -> None:
+                 overwrite: bool = False, writer: CheckpointWriter | None = None) -> None:
         self.store = store  # None: nothing is written (no logdir, or not the master rank)
         self.logdir = logdir  # set with the store
         self.overwrite = overwrite
+        self.writer = writer if writer is not None else CheckpointWriter(background=False)
+        self._said: list[str] = []  # what the writer's jobs found to warn about
         self.builder = builder
         self.check = check
         self.search = search if search is not None and search.data is not None else None
@@ -154,21 +170,24 @@ class ResumeSession:
         return max(int(runner.num_epochs) - int(runner.epoch), 0)
 
     def epoch_end(self, runner: Any) -> None:
+        """Hand the epoch's checkpoint to the writer (after `wait`, before the epoch-end hooks)."""
         if self.store is None:
             return
         binding = next(b for b in self._bindings if b.plan.name == runner.stage_name)
         shared = serialised_state(binding, runner.global_epoch)
         carried = self._carried(runner)
-        data = snapshot(runner, shared_model=self._shared_model(runner, False), carried=carried,
-                        check=self.check, only_callbacks=None if shared is None else shared[1])
+        with deferred():  # the checkpoint callback's file may still be being written
+            data = host_copy(snapshot(
+                runner, shared_model=self._shared_model(runner, False), carried=carried,
+                check=self.check, only_callbacks=None if shared is None else shared[1]))
+            files = self._files(runner, carried)
         summary = {"stage": runner.stage_name, "epoch": runner.epoch,
                    "global_epoch": runner.global_epoch}
-        self.last_written = self.store.write(
-            data, runner.global_epoch, summary, state=None if shared is None else shared[0],
-            files=self._files(runner, carried))
-        self._written()
+        self._write(data, runner.global_epoch, summary, None,
+                    state=None if shared is None else shared[0], files=files)
 
-    def _files(self, runner: Any, carried: dict[str, Any]) -> Any:
+    def _files(self, runner: Any, carried: dict[str, Any]
+               ) -> dict[str, FileRecord | PendingFile]:
         """The logdir files this checkpoint depends on (the best weights...), to keep as blobs."""
         return self._recorder.files([*(runner.callbacks or {}).values(), *carried.values()],
                                     Path(runner.logdir))
@@ -177,27 +196,65 @@ class ResumeSession:
         """A mid-epoch checkpoint at the batch boundary ``position`` describes."""
         if self.store is None:
             return None
+        self.wait()  # the checkpoint before this one first
         carried = self._carried(runner)
-        data = snapshot(runner, shared_model=self._shared_model(runner, False),
-                        carried=carried, check=self.check)
-        data["resume"]["stage_done"] = False
-        data["resume"]["position"] = plain(position, "mid-epoch resume checkpoint")
+        with deferred():
+            data = snapshot(runner, shared_model=self._shared_model(runner, False),
+                            carried=carried, check=self.check)
+            data["resume"]["stage_done"] = False
+            data["resume"]["position"] = plain(position, "mid-epoch resume checkpoint")
+            data = host_copy(data)
+            files = self._files(runner, carried)
         summary = {"stage": runner.stage_name, "epoch": runner.epoch,
                    "global_epoch": runner.global_epoch, "loader": runner.loader_name,
                    "loader_batch_step": runner.loader_batch_step,
                    "global_batch_step": runner.global_batch_step}
-        self.last_written = self.store.write(data, runner.global_epoch, summary,
-                                             step=runner.global_batch_step,
-                                             files=self._files(runner, carried))
-        self._written()
-        return self.last_written
+        return self._write(data, runner.global_epoch, summary, runner.global_batch_step,
+                           files=files)
 
-    def _written(self) -> None:
-        if self.logdir is not None:  # the checkpoint is durable: the run set aside can go
-            self.logdir.durable()
+    def _write(self, data: dict[str, Any], global_epoch: int, summary: dict[str, Any],
+               step: int | None, *, files: dict[str, FileRecord | PendingFile],
+               state: FileRecord | PendingFile | None = None) -> Path:
+        assert self.store is not None
+        write = self.store.write_later(data, global_epoch, summary, step, state=state,
+                                       files=files)
+        logdir = self.logdir
+
+        def job() -> Path:
+            path = write()
+            if logdir is not None:  # the checkpoint is durable: the run set aside can go
+                problem = logdir.drop_set_aside()
+                if problem is not None:
+                    self._said.append(problem)
+            return path
+
+        path = self.store.folder / file_name(global_epoch, step)
+        self.writer.submit(path, job)
+        self.last_written = path
+        if not self.writer.background:
+            self.wait()
+        return path
+
+    def wait(self) -> None:
+        """Wait for the checkpoints being written; `CheckpointWriteError` if one failed."""
+        try:
+            self.writer.wait()
+        finally:
+            said, self._said = self._said, []
+            for message in said:
+                _warn(message)
+
+    def settle(self) -> CheckpointWriteError | None:
+        """`wait`, giving a failure rather than raising it (the run is failing already)."""
+        try:
+            self.wait()
+        except CheckpointWriteError as err:
+            return err
+        return None
 
     def finish(self) -> None:
         """The run returned: mark the logdir's run finished, drop what it replaced."""
+        self.wait()
         if self.store is None or self.logdir is None:
             return
         mark_finished(self.store)
@@ -255,11 +312,15 @@ class ResumeSession:
             if skipped.path.name != INDEX and skipped.path.exists():
                 store.set_aside(skipped.path)
         counters, position = self.data["counters"], self.position
-        newer = store.discard_after(int(counters["global_epoch"]), None if position is None
-                                    else int(counters["global_batch_step"]))
-        if newer:
-            _warn(f"removed {len(newer)} checkpoint(s) newer than {self.search.path.name} "
-                  f"({', '.join(p.name for p in newer)}): the resumed run replaces them")
+        newer = store.newer_than(int(counters["global_epoch"]), None if position is None
+                                 else int(counters["global_batch_step"]))
+        if newer:  # kept, as they are, until this run's first checkpoint is durable
+            path = self.search.path
+            self.search.path = self.logdir.supersede(path)
+            _warn(f"resuming from {path.name}, older than the latest checkpoint of "
+                  f"{str(self.logdir.path)!r} ({newer[0].name}): that run is set aside in "
+                  f"{self.search.path.parents[2]} and deleted once this run saves its first "
+                  f"checkpoint; until then --resume (without a path) goes back to it")
 
 
 def open_session(runner: Any, builder: Any, resume: bool | str | Path | None = False, *,
@@ -275,14 +336,18 @@ def open_session(runner: Any, builder: Any, resume: bool | str | Path | None = F
     master = runner.logdir is not None and runner.is_distributed_master
     store = ResumeStore.of_logdir(runner.logdir) if master else None
     logdir = Logdir(runner.logdir, entries_of(runner.plan)) if master else None
+    writer = getattr(runner, "checkpoint_writer", None)
     if resume is False or resume is None:
-        return ResumeSession(store, builder, runner.check, logdir=logdir, overwrite=overwrite)
+        return ResumeSession(store, builder, runner.check, logdir=logdir, overwrite=overwrite,
+                             writer=writer)
+    wait_for_writers()  # a run of this process may still be writing what is read here
     search = _search(resume, runner.logdir)
     if search.data is None:
-        return ResumeSession(store, builder, runner.check, logdir=logdir, overwrite=overwrite)
+        return ResumeSession(store, builder, runner.check, logdir=logdir, overwrite=overwrite,
+                             writer=writer)
     _check_plan(runner, search, allow_plan_change)
     return ResumeSession(store, builder, runner.check, search, logdir=logdir,
-                         overwrite=overwrite)
+                         overwrite=overwrite, writer=writer)
 
 
 def _search(resume: bool | str | Path, logdir: Path | None) -> Search:

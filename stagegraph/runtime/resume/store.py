@@ -16,6 +16,12 @@ between the two leaves a complete file the index does not list yet, which is use
 checksum. A file whose size or checksum disagrees with the index, or that does not load, or whose
 blobs are missing or damaged, is skipped in favour of the one before it.
 
+Checkpoints are written by the run's checkpoint writer (`callbacks.writer`), in the background
+while the next epoch trains: `ResumeStore.write_later` does at once what must see the logdir as
+it is now and gives the rest as a job. A checkpoint resumed from in its own folder while newer
+ones exist sets the logdir's run aside first (see `logdir.Logdir.supersede`), so they are
+deleted only once this run's first checkpoint is durable.
+
 A checkpoint may leave its bulk to blobs kept beside it (see `blobs`). Loading uses
 ``torch.load(..., mmap=True)`` and checksums are computed in chunks, so a checkpoint is never
 read whole into memory.
@@ -26,7 +32,7 @@ from __future__ import annotations
 import json
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -38,6 +44,7 @@ from stagegraph.runtime.callbacks.files import (
     save_file,
     sha256_of,
 )
+from stagegraph.runtime.callbacks.writer import PendingFile, resolved, settled
 from stagegraph.runtime.resume.blobs import (
     BLOB,
     CheckpointProblem,
@@ -110,8 +117,8 @@ class ResumeStore:
 
     # --- writing ------------------------------------------------------------------------------
     def write(self, data: dict[str, Any], global_epoch: int, summary: dict[str, Any],
-              step: int | None = None, *, state: FileRecord | None = None,
-              files: Mapping[str, FileRecord] | None = None) -> Path:
+              step: int | None = None, *, state: FileRecord | PendingFile | None = None,
+              files: Mapping[str, FileRecord | PendingFile] | None = None) -> Path:
         """Save ``data`` as the checkpoint of ``global_epoch`` (mid-epoch: at global batch
         ``step``), index it, drop the oldest.
 
@@ -119,20 +126,40 @@ class ResumeStore:
         differs); ``files``: the logdir's files it depends on, by path relative to the logdir.
         Both are kept beside it as blobs, before it is written.
         """
+        return self.write_later(data, global_epoch, summary, step, state=state, files=files)()
+
+    def write_later(self, data: dict[str, Any], global_epoch: int, summary: dict[str, Any],
+                    step: int | None = None, *, state: FileRecord | PendingFile | None = None,
+                    files: Mapping[str, FileRecord | PendingFile] | None = None
+                    ) -> Callable[[], Path]:
+        """`write` in two steps: the files written already are kept as blobs now (a callback
+        may replace one before the job runs); the rest is the job returned, for the writer.
+
+        ``data`` may hold `writer.Later` values and ``state``/``files`` `PendingFile` ones,
+        whose files earlier jobs write; ``data`` is the job's from now on.
+        """
         self.folder.mkdir(parents=True, exist_ok=True)
-        if state is not None:
-            data["state"] = self._keep(state)
-        data["files"] = {rel: self._keep(record) for rel, record in (files or {}).items()}
+        files = dict(files or {})
+        now = {rel: self._keep(record) for rel, record in files.items()
+               if isinstance(record, FileRecord)}
         path = self.folder / file_name(global_epoch, step)
-        record = save_file(data, path)
-        blobs = sorted({ref["file"] for ref in references(data)})
-        entry = {"file": path.name, "bytes": record.bytes, "sha256": record.sha256, **summary,
-                 "blobs": blobs}
-        kept = {p.name for _, p in self.files()[: self.keep]}
-        entries = [entry, *(e for e in self._entries() if e["file"] != path.name)]
-        self._write_index([e for e in entries if e["file"] in kept])
-        self._prune()
-        return path
+
+        def write() -> Path:
+            if state is not None:
+                data["state"] = self._keep(settled(state))
+            data["files"] = {rel: now[rel] if rel in now else self._keep(settled(record))
+                             for rel, record in files.items()}
+            record = save_file(resolved(data), path)
+            blobs = sorted({ref["file"] for ref in references(data)})
+            entry = {"file": path.name, "bytes": record.bytes, "sha256": record.sha256,
+                     **summary, "blobs": blobs}
+            kept = {p.name for _, p in self.files()[: self.keep]}
+            entries = [entry, *(e for e in self._entries() if e["file"] != path.name)]
+            self._write_index([e for e in entries if e["file"] in kept])
+            self._prune()
+            return path
+
+        return write
 
     def _keep(self, record: FileRecord) -> dict[str, Any]:
         """A blob with the content of ``record`` (linked, or copied), and the reference to it.
@@ -246,17 +273,11 @@ class ResumeStore:
         (self.folder / INDEX).unlink(missing_ok=True)
         return removed
 
-    def discard_after(self, global_epoch: int, step: int | None = None) -> list[Path]:
-        """Remove checkpoints newer than ``global_epoch`` (at ``step``, for a mid-epoch one): a
-        timeline the resumed run replaces."""
+    def newer_than(self, global_epoch: int, step: int | None = None) -> list[Path]:
+        """The checkpoints newer than the one of ``global_epoch`` (at ``step``, for a mid-epoch
+        one), newest first."""
         since = (global_epoch, _END if step is None else step)
-        newer = [path for key, path in self._keyed() if key > since]
-        for path in newer:
-            path.unlink(missing_ok=True)
-        if newer:
-            self._write_index(self._entries())
-            self._prune_blobs()
-        return newer
+        return [path for key, path in self._keyed() if key > since]
 
     def set_aside(self, path: Path) -> Path:
         """Rename a damaged checkpoint to ``NAME.corrupt`` (kept for a post-mortem, never used)."""
