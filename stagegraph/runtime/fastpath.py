@@ -78,6 +78,8 @@ def ineligible(loader: Any) -> str | None:
         return "its dataset is an IterableDataset"
     if loader.num_workers:
         return f"it loads in worker processes (num_workers={loader.num_workers})"
+    if loader.batch_sampler is None:
+        return "it has batch_size=None (no batching)"
     if loader.collate_fn is not default_collate:
         return f"it has a collate_fn of its own ({_name(loader.collate_fn)})"
     if loader.worker_init_fn is not None:
@@ -89,8 +91,6 @@ def ineligible(loader: Any) -> str | None:
 
 def _sampling_problem(loader: DataLoader[Any]) -> str | None:
     batch_sampler = loader.batch_sampler
-    if batch_sampler is None:
-        return "it has batch_size=None (no batching)"
     if type(batch_sampler) is not BatchSampler:
         return f"it has a batch sampler of its own ({type(batch_sampler).__name__})"
     if type(batch_sampler.sampler) not in SAMPLERS:
@@ -159,4 +159,4 @@ def _taker(dataset: Any) -> Callable[[list[int]], Any]:
 
 
 def _name(function: Any) -> str:
-    return str(getattr(function, "__qualname__", None) or type(function).__name__)
+    return str(getattr(function, "__name__", None) or type(function).__name__)
