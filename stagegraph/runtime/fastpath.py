@@ -16,6 +16,7 @@ it is provably equivalent (see `ineligible`). See docs/runtime.md, "The batch fa
 
 from __future__ import annotations
 
+from array import array
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -148,14 +149,22 @@ def _taker(dataset: Any) -> Callable[[list[int]], Any]:
         base = torch.as_tensor(dataset.indices)
 
         def take_subset(indices: list[int]) -> list[torch.Tensor]:
-            index = base[torch.as_tensor(indices)]
-            return [tensor[index] for tensor in tensors]
+            index = base.index_select(0, _index(indices))
+            return [tensor.index_select(0, index) for tensor in tensors]
         return take_subset
 
     def take(indices: list[int]) -> list[torch.Tensor]:
-        index = torch.as_tensor(indices)
-        return [tensor[index] for tensor in tensors]
+        index = _index(indices)
+        return [tensor.index_select(0, index) for tensor in tensors]
     return take
+
+
+def _index(indices: list[int]) -> torch.Tensor:
+    """The indices as an int64 tensor (through an `array`: a third of `torch.as_tensor`'s time)."""
+    try:
+        return torch.frombuffer(array("q", indices), dtype=torch.int64)
+    except TypeError:  # not plain ints (a SubsetRandomSampler over a tensor yields tensors)
+        return torch.as_tensor(indices)
 
 
 def _name(function: Any) -> str:

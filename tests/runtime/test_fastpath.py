@@ -80,6 +80,9 @@ KINDS: dict[str, Callable[[bool, bool], DataLoader[Any]]] = {
     "subset_random": lambda g, d: DataLoader(
         dataset(), batch_size=8, drop_last=d, generator=_gen(g),
         sampler=SubsetRandomSampler(list(range(0, 45, 2)), generator=_gen(g))),
+    "subset_random_tensor": lambda g, d: DataLoader(
+        dataset(), batch_size=8, drop_last=d, generator=_gen(g),
+        sampler=SubsetRandomSampler(torch.arange(3, 40), generator=_gen(g))),
     "distributed": lambda g, d: DataLoader(
         dataset(), batch_size=4, drop_last=d, generator=_gen(g),
         sampler=DistributedSampler(dataset(), num_replicas=2, rank=1, shuffle=True, seed=9)),
@@ -90,6 +93,8 @@ KINDS: dict[str, Callable[[bool, bool], DataLoader[Any]]] = {
     "subset_dataset": lambda g, d: DataLoader(Subset(dataset(), [5, 3, *range(10, 40)]),
                                               batch_size=8, shuffle=True, drop_last=d,
                                               generator=_gen(g)),
+    "subset_range": lambda g, d: DataLoader(Subset(dataset(), range(4, 44)), batch_size=8,
+                                            shuffle=True, drop_last=d, generator=_gen(g)),
     "getitems_dataset": lambda g, d: DataLoader(Batched(), batch_size=8, shuffle=True,
                                                 drop_last=d, generator=_gen(g)),
 }

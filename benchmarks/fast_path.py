@@ -1,0 +1,162 @@
+"""Per-batch time of stagegraph with the batch fast path over a hand-written DataLoader loop.
+
+All train the same MLP (32 -> 64 -> 10) on the same in-memory data: a `DataLoader` over a
+`TensorDataset`, batch 32, shuffled train loader and a sequential valid loader; forward,
+cross-entropy, backward and an Adam step on train batches, a loss mean weighted by batch size per
+loader. Three variants, each run in a fresh process (one thread), interleaved round after round
+so machine noise hits all alike:
+
+- ``hand``: the loop a careful user writes, iterating the DataLoader;
+- ``lean``: stagegraph without logging or logdir (``verbose=False``) and ``fast_path=False``;
+- ``fast``: the same with the batch fast path (the default).
+
+Each process warms up with one epoch, then times ``--epochs`` epochs. Printed: per-batch times
+(medians over the rounds) and each ratio to ``hand`` as the median of the per-round ratios with
+their min-max.
+
+    python benchmarks/fast_path.py               # ~1 minute
+    python benchmarks/fast_path.py --rounds 9
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import time
+from typing import Any
+
+VARIANTS = ("hand", "lean", "fast")
+SEED = 0
+
+
+def loaders(batches: int) -> tuple[Any, Any]:
+    import torch
+    from torch.utils.data import DataLoader, TensorDataset
+
+    generator = torch.Generator().manual_seed(SEED)
+
+    def data(samples: int) -> TensorDataset:
+        return TensorDataset(torch.randn(samples, 32, generator=generator),
+                             torch.randint(0, 10, (samples,), generator=generator))
+
+    train = DataLoader(data(batches * 32), batch_size=32, shuffle=True)
+    valid = DataLoader(data(batches * 8), batch_size=32)
+    return train, valid
+
+
+def make_model() -> Any:
+    import torch
+    from torch import nn
+
+    torch.manual_seed(SEED)
+    return nn.Sequential(nn.Linear(32, 64), nn.ReLU(), nn.Linear(64, 10))
+
+
+def hand_written(batches: int, epochs: int) -> float:
+    """The hand-written loop over the DataLoaders; returns seconds spent in the epochs."""
+    import torch
+    from torch import nn
+
+    train, valid = loaders(batches)
+    model = make_model()
+    criterion = nn.CrossEntropyLoss()
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    best = float("inf")
+    start = time.perf_counter()
+    for _ in range(epochs):
+        for loader, training in ((train, True), (valid, False)):
+            model.train(training)
+            total, count = 0.0, 0
+            with torch.set_grad_enabled(training):
+                for features, targets in loader:
+                    loss = criterion(model(features), targets)
+                    if training:
+                        optimizer.zero_grad()
+                        loss.backward()
+                        optimizer.step()
+                    total += loss.item() * len(features)
+                    count += len(features)
+            if not training:
+                best = min(best, total / count)
+    return time.perf_counter() - start
+
+
+def with_stagegraph(batches: int, epochs: int, fast_path: bool) -> float:
+    import torch
+    from torch import nn
+
+    import stagegraph as sg
+
+    class StageClock(sg.Callback):
+        def on_stage_start(self, runner: Any) -> None:
+            self.start = time.perf_counter()
+
+        def on_stage_end(self, runner: Any) -> None:
+            self.seconds = time.perf_counter() - self.start
+
+    clock = StageClock()
+    train, valid = loaders(batches)
+    exp = sg.Experiment("fast_path", seed=SEED, model=make_model, criterion=nn.CrossEntropyLoss,
+                        optimizer=lambda m: torch.optim.Adam(m.parameters(), lr=1e-3),
+                        fast_path=fast_path)
+    exp.add_stage("train", num_epochs=epochs, loaders={"train": train, "valid": valid},
+                  callbacks={"clock": clock})
+    runner = sg.run(exp, device="cpu", verbose=False)
+    assert runner.fast_path["train"].used is fast_path, runner.fast_path
+    return float(clock.seconds)
+
+
+def child(variant: str, batches: int, epochs: int) -> None:
+    """In a fresh process: warm up with one epoch, then print seconds per batch as JSON."""
+    import torch
+
+    torch.set_num_threads(1)
+
+    def once(n: int) -> float:
+        if variant == "hand":
+            return hand_written(batches, n)
+        return with_stagegraph(batches, n, fast_path=variant == "fast")
+
+    once(1)
+    per_epoch = batches + batches // 4
+    print(json.dumps({"variant": variant, "per_batch": once(epochs) / (per_epoch * epochs)}))
+
+
+def run_child(variant: str, args: argparse.Namespace) -> float:
+    done = subprocess.run([sys.executable, __file__, "--child", variant, "--batches",
+                           str(args.batches), "--epochs", str(args.epochs)],
+                          capture_output=True, text=True, check=True)
+    return float(json.loads(done.stdout.strip().splitlines()[-1])["per_batch"])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--batches", type=int, default=200, help="train batches per epoch")
+    parser.add_argument("--child", choices=VARIANTS, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        child(args.child, args.batches, args.epochs)
+        return
+    times: dict[str, list[float]] = {v: [] for v in VARIANTS}
+    for round_ in range(args.rounds):
+        order = VARIANTS[round_ % 3:] + VARIANTS[:round_ % 3]  # rotate who goes first
+        for variant in order:
+            times[variant].append(run_child(variant, args))
+    batches = (args.batches + args.batches // 4) * args.epochs
+    print(f"per batch (medians of {args.rounds} rounds, fresh processes, {batches} batches "
+          "each): " + "; ".join(f"{v} {statistics.median(times[v]) * 1e6:.1f} us"
+                                for v in VARIANTS))
+    for variant, label in (("lean", "stagegraph lean, no fast path"),
+                           ("fast", "stagegraph lean, fast path")):
+        ratios = [t / h for t, h in zip(times[variant], times["hand"], strict=True)]
+        print(f"ratio {label} / hand-written DataLoader loop: {statistics.median(ratios):.3f} "
+              f"(per round {min(ratios):.3f}-{max(ratios):.3f})")
+
+
+if __name__ == "__main__":
+    main()
