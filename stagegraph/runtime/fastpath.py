@@ -34,6 +34,7 @@ from torch.utils.data import (
     TensorDataset,
 )
 from torch.utils.data._utils.collate import default_collate
+from torch.utils.data.datapipes.datapipe import MapDataPipe
 
 #: The samplers whose indices the fast path draws (under the DataLoader's `BatchSampler`).
 SAMPLERS = (SequentialSampler, RandomSampler, SubsetRandomSampler, DistributedSampler)
@@ -77,6 +78,8 @@ def ineligible(loader: Any) -> str | None:
         return f"it is a DataLoader subclass ({type(loader).__name__})"
     if isinstance(loader.dataset, IterableDataset):
         return "its dataset is an IterableDataset"
+    if isinstance(loader.dataset, MapDataPipe):  # its iterator shards it
+        return "its dataset is a MapDataPipe"
     if loader.num_workers:
         return f"it loads in worker processes (num_workers={loader.num_workers})"
     if loader.batch_sampler is None:
@@ -87,6 +90,8 @@ def ineligible(loader: Any) -> str | None:
         return f"it has a worker_init_fn ({_name(loader.worker_init_fn)})"
     if loader.pin_memory and torch.accelerator.is_available():
         return "it pins memory (pin_memory=True)"
+    if loader.timeout:  # its iterator refuses a timeout without workers
+        return f"it has a timeout ({loader.timeout})"
     return _sampling_problem(loader) or _dataset_problem(loader.dataset)
 
 

@@ -186,6 +186,8 @@ INELIGIBLE: dict[str, tuple[Callable[[], Any], str]] = {
                  "it is a DataLoader subclass (Loader)"),
     "sampler": (lambda: DataLoader(dataset(), batch_size=4, sampler=Odd(dataset())),
                 "it has a sampler of its own (Odd)"),
+    "timeout": (lambda: DataLoader(dataset(), batch_size=4, timeout=5.0),
+                "it has a timeout (5.0)"),
     "not_a_dataloader": (_not_dataloader, "it is a list, not a torch DataLoader"),
     "not_contiguous": (lambda: DataLoader(TensorDataset(torch.zeros(3, 4).t()), batch_size=2),
                        "a tensor of its TensorDataset is not a dense contiguous tensor"),
