@@ -2,7 +2,7 @@
 
 A `DataLoader` with the default collate and no workers fetches a batch by indexing its dataset
 once per sample and stacking the samples (`default_collate`). For a `TensorDataset` (or a
-`Subset` of one) the same batch is one indexing operation per tensor: ``tensor[index]``. The fast
+`Subset` of one) the same batch is one indexing operation per tensor (``index_select``). The fast
 path draws the indices from the loader's own batch sampler and replays the draws the
 DataLoader's iterator makes — first its base seed (one int64 from ``loader.generator``, or from
 the global generator), then whatever the sampler draws — so the random streams, the batches
