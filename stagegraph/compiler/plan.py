@@ -144,6 +144,9 @@ class StagePlan(Frozen):
     check_run: bool = False
     precision: Literal["fp32", "amp", "bf16"] = "fp32"
     batch_keys: tuple[str, ...] | None = None
+    #: Whether the runtime may iterate in-memory loaders without their DataLoader (the batch
+    #: fast path); per loader it decides at run time (`Runner.fast_path`).
+    fast_path: bool = True
     loaders: tuple[LoaderPlan, ...] = ()
     components: dict[str, Literal["stage", "experiment"]] = Field(default_factory=dict)
     handler: HandlerPlan

@@ -55,6 +55,7 @@ class StageParams(BaseModel):
     check_run: bool
     precision: Literal["fp32", "amp", "bf16"]
     batch_keys: tuple[str, ...] | None = None
+    fast_path: bool = True
 
 
 class CallbackDecl(BaseModel):
@@ -194,6 +195,7 @@ def _param_hint(param: str | None) -> str:
         "check_run": "check_run is True or False",
         "precision": "precision is 'fp32', 'amp' or 'bf16'",
         "batch_keys": "batch_keys is a list of the keys every batch carries, e.g. ['features']",
+        "fast_path": "fast_path is True or False",
     }
     return hints.get(param or "", "see the stage parameters in docs/concepts.md")
 

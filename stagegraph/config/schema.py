@@ -135,6 +135,9 @@ class StageFields(Strict):
                                                           "precision) or bf16")
     batch_keys: list[str] | None = Field(None, description="the keys every batch carries, so "
                                                            "that batch.* reads can be checked")
+    fast_path: bool | None = Field(None, description="false: iterate every loader through its "
+                                                     "DataLoader, never the batch fast path "
+                                                     "(default true)")
     lints: dict[str, Level] | None = Field(None, description=_LINTS + ", for this stage")
     model: Target | None = _component(_MODEL + "; replaces the experiment's in this stage")
     criterion: Target | None = _component(_CRITERION + "; replaces the experiment's here")
@@ -171,6 +174,8 @@ class ConfigFile(Strict):
     seed: int = Field(42, description="the random seed (default 42)")
     device: str = Field("auto", description="cpu, cuda, cuda:N, mps or auto (default)")
     lints: dict[str, Level] | None = Field(None, description=_LINTS)
+    fast_path: bool = Field(True, description="false: no stage uses the batch fast path for "
+                                              "in-memory loaders (default true)")
     model: Target | None = _component(_MODEL)
     criterion: Target | None = _component(_CRITERION)
     optimizer: OptimizerTarget | None = _component(_OPTIMIZER)
@@ -186,7 +191,8 @@ class ConfigFile(Strict):
 
 #: The stage parameters ``Experiment.add_stage`` takes as values (not components).
 STAGE_PARAMS = ("num_epochs", "main_metric", "minimize_metric", "valid_loader",
-                "migrate_from_previous_stage", "check_run", "precision", "batch_keys")
+                "migrate_from_previous_stage", "check_run", "precision", "batch_keys",
+                "fast_path")
 #: The components a config names by `_target_`.
 COMPONENT_KEYS = ("model", "criterion", "optimizer", "scheduler")
 #: The optimizer options that stagegraph handles itself (`stagegraph.runtime.optim`).

@@ -28,6 +28,7 @@ from stagegraph.runtime.device import batch_mover, batch_size, resolve_device
 from stagegraph.runtime.distributed import Distributed
 from stagegraph.runtime.elastic import Elastic
 from stagegraph.runtime.errors import CheckpointWriteError, RunError, StagegraphWarning
+from stagegraph.runtime.fastpath import Decision, Iterate, decide
 from stagegraph.runtime.faults import explain
 from stagegraph.runtime.loop import describe, loader_batch_size, loader_len, place, set_train_mode
 from stagegraph.runtime.optim import StageContext, train_batch_size
@@ -92,7 +93,10 @@ class Runner(RunnerState):
         self._move = batch_mover(self.device)
         self._bindings: tuple[StageBinding, ...] = ()
         self._binding: StageBinding | None = None
-        self._loader_items: tuple[tuple[str, LoaderKind, Any], ...] = ()
+        self._loader_items: tuple[tuple[str, LoaderKind, Any, Iterate], ...] = ()
+        #: Per loader of the current stage, whether it takes the batch fast path, and if not,
+        #: why (see docs/runtime.md, "The batch fast path").
+        self.fast_path: dict[str, Decision] = {}
         self._step: Any = None
         self._on_batch_start: tuple[Hook, ...] = ()
         self._on_batch_end: tuple[Hook, ...] = ()
@@ -204,17 +208,18 @@ class Runner(RunnerState):
         self._depth = _EPOCH
         self._fire("on_epoch_start", self._table("on_epoch_start"))
         first = self._mid.epoch_started(self)  # resumed mid-epoch: the loader it was in
-        for index, (name, kind, loader) in enumerate(self._loader_items[first:], first):
-            self.run_loader(index, name, kind, loader)
+        for index, (name, kind, loader, iterate) in enumerate(self._loader_items[first:], first):
+            self.run_loader(index, name, kind, loader, iterate)
         self._depth = _EPOCH
         self._resume.wait()  # the last checkpoint is written before this epoch's: raises if not
         self._fire("on_epoch_end", self._table("on_epoch_end"))
 
-    def run_loader(self, index: int, name: str, kind: LoaderKind, loader: Any) -> None:
+    def run_loader(self, index: int, name: str, kind: LoaderKind, loader: Any,
+                   iterate: Iterate = iter) -> None:
         self._enter_loader(name, kind, loader)
         self._fire("on_loader_start", self._table("on_loader_start"))
         batches = self._mid.batches(self, index, loader,
-                                    CHECK_RUN_BATCHES if self.is_check_run else None)
+                                    CHECK_RUN_BATCHES if self.is_check_run else None, iterate)
         with torch.set_grad_enabled(self.is_train_loader):
             self._run_batches(batches)
         if self.loader_batch_step == 0 and self.is_train_loader:
@@ -296,7 +301,10 @@ class Runner(RunnerState):
         if self._distributed is not None:  # DDP model, sharded train loaders
             self.model, self.loaders = self._distributed.prepare_stage(
                 self.model, self.loaders, self.stage, self.plan.seed)
-        self._loader_items = tuple((lp.name, lp.kind, self.loaders[lp.name])
+        decided = {lp.name: decide(lp.name, self.loaders[lp.name], self.stage.fast_path)
+                   for lp in self.stage.loaders}
+        self.fast_path = {name: decision for name, (decision, _) in decided.items()}
+        self._loader_items = tuple((lp.name, lp.kind, self.loaders[lp.name], decided[lp.name][1])
                                    for lp in self.stage.loaders)
         self.scaler = make_scaler(self.precision, self.device)
         handler = self._builder.handler(stage_def)

@@ -71,8 +71,9 @@ class ConsoleLogger(Callback):
     Per loader, a tqdm bar: batches done, batches per second, samples per second and the running
     mean of ``metrics`` (default: ``loss`` and the stage's main metric). The bar is redrawn at most
     every ``refresh_interval`` seconds (``log_interval`` when ``file`` is not a terminal, so CI
-    logs stay short), which keeps the per-batch cost to a counter and a clock read. Per epoch, one
-    line with every epoch metric (diagnostics whose name starts with ``_`` left out) and
+    logs stay short), which keeps the per-batch cost to a counter and a clock read. At stage
+    start, one line per loader: whether it takes the batch fast path, and if not, why. Per epoch,
+    one line with every epoch metric (diagnostics whose name starts with ``_`` left out) and
     ``(best)`` when the epoch is the best so far. At experiment end, a table of the best valid
     metrics of each stage. ``file`` defaults to ``sys.stdout``.
     """
@@ -112,6 +113,8 @@ class ConsoleLogger(Callback):
             f"main metric {runner.main_metric} "
             f"({'min' if runner.minimize_metric else 'max'})")
         self._print(f"stage {runner.stage_name!r}: {runner.num_epochs} epoch(s), {kind}")
+        for decision in getattr(runner, "fast_path", {}).values():  # how each loader is read
+            self._print(f"  {decision}")
         history = self._history(runner)
         for stage, best in self._stages.items():  # restored from a checkpoint: stages before
             history.setdefault(stage, best)
