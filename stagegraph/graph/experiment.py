@@ -23,6 +23,7 @@ STAGE_DEFAULTS: dict[str, Any] = {
     "check_run": False,
     "precision": "fp32",
     "batch_keys": None,
+    "compile": None,
 }
 
 COMPONENTS = ("model", "criterion", "optimizer", "scheduler")
@@ -68,8 +69,11 @@ class Experiment:
         handler: Any = None,
         device: str = "auto",
         lints: Mapping[str, str] | None = None,
+        compile: Any = False,
     ) -> None:
         self.name = name
+        #: `torch.compile` for every stage that does not say (``compile=`` of `add_stage`).
+        self.compile = compile
         #: Diagnostic levels for the whole experiment, ``{"SF301": "allow"}`` (see lint levels).
         self.lints: Any = lints if lints is not None else {}
         self.seed = seed
@@ -99,6 +103,7 @@ class Experiment:
         check_run: Any = _UNSET,
         precision: Any = _UNSET,
         batch_keys: Any = _UNSET,
+        compile: Any = _UNSET,
         model: Any = None,
         criterion: Any = None,
         optimizer: Any = None,
@@ -113,12 +118,15 @@ class Experiment:
         Components given here (model, criterion, optimizer, scheduler, handler) override the
         experiment's for this stage; each may be an object or a factory the runtime calls.
         ``lints`` sets diagnostic levels for this stage (``{"SF506": "allow"}``).
+        ``compile=True`` (or a dict of `torch.compile` options) compiles the stage's model and
+        criterion once at stage start; unset or ``None``: the experiment's ``compile``.
         """
         given = {
             "num_epochs": num_epochs, "main_metric": main_metric,
             "minimize_metric": minimize_metric, "valid_loader": valid_loader,
             "migrate_from_previous_stage": migrate_from_previous_stage,
             "check_run": check_run, "precision": precision, "batch_keys": batch_keys,
+            "compile": compile,
         }
         params = {k: (STAGE_DEFAULTS[k] if v is _UNSET else v) for k, v in given.items()}
         if after is None:
