@@ -93,7 +93,7 @@ def _problem(key: object, option: Any) -> str:
     if key == "mode" and option is not None and option not in MODES:
         return (f"compile option 'mode' is one of {', '.join(MODES)}, not {option!r}."
                 + did_you_mean(option, MODES))
-    if key == "backend" and not (isinstance(option, str) and option or callable(option)):
+    if key == "backend" and not ((isinstance(option, str) and option) or callable(option)):
         return f"compile option 'backend' is a backend's name or a callable, not {option!r}"
     if key == "options" and option is not None and not (
             isinstance(option, Mapping) and all(isinstance(k, str) for k in option)):

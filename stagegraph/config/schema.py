@@ -114,6 +114,16 @@ class CompileOptions(Strict):
     disable: bool | None = Field(None, description="compile nothing (default false)")
 
 
+def _compile_form(value: Any) -> str:
+    return "options" if isinstance(value, dict) else "flag"
+
+
+#: ``compile:`` is true / false or the options (a mapping is checked key by key).
+Compile = Annotated[
+    Annotated[bool, Tag("flag")] | Annotated[CompileOptions, Tag("options")],
+    Discriminator(_compile_form),
+]
+
 _COMPILE = ("compile the model and criterion with torch.compile once per stage: true, false "
             "(default) or the options of torch.compile, such as {backend: aot_eager}")
 
@@ -157,7 +167,7 @@ class StageFields(Strict):
                                                           "precision) or bf16")
     batch_keys: list[str] | None = Field(None, description="the keys every batch carries, so "
                                                            "that batch.* reads can be checked")
-    compile: bool | CompileOptions | None = Field(None, description=_COMPILE)
+    compile: Compile | None = Field(None, description=_COMPILE)
     lints: dict[str, Level] | None = Field(None, description=_LINTS + ", for this stage")
     model: Target | None = _component(_MODEL + "; replaces the experiment's in this stage")
     criterion: Target | None = _component(_CRITERION + "; replaces the experiment's here")
@@ -194,7 +204,7 @@ class ConfigFile(Strict):
     seed: int = Field(42, description="the random seed (default 42)")
     device: str = Field("auto", description="cpu, cuda, cuda:N, mps or auto (default)")
     lints: dict[str, Level] | None = Field(None, description=_LINTS)
-    compile: bool | CompileOptions | None = Field(
+    compile: Compile | None = Field(
         None, description=_COMPILE + "; for every stage that does not say")
     model: Target | None = _component(_MODEL)
     criterion: Target | None = _component(_CRITERION)

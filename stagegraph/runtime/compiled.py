@@ -192,10 +192,10 @@ def _torch_compile(compiled: CompiledStage, name: str, entry: Callable[..., Any]
         return None
     try:
         return torch.compile(entry, **compiled.options)
-    except torch._dynamo.exc.InvalidBackend as err:
-        raise BindingError(f"stage {compiled.stage!r} > compile: {_backend_problem(compiled)}"
-                           ) from err
     except Exception as err:
+        if type(err).__name__ == "InvalidBackend":  # by name: torch._dynamo may not import
+            raise BindingError(f"stage {compiled.stage!r} > compile: "
+                               f"{_backend_problem(compiled)}") from err
         compiled.unavailable = True
         warnings.warn(StagegraphWarning(
             f"stage {compiled.stage!r}: torch.compile is not available here, so the stage runs "
