@@ -8,6 +8,7 @@ this machine's CPU (benchmarks/compiled_step.py measures it).
 
 from __future__ import annotations
 
+import os
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -266,3 +267,14 @@ def test_a_ddp_model_is_compiled_inside_its_wrapper(monkeypatch: pytest.MonkeyPa
     assert runner.compilations["s0"]["model"]
     torch.testing.assert_close(losses.losses, eager.losses, rtol=1e-5, atol=1e-6)
     assert_close(weights(runner.model.module), weights(plain.model.module))
+
+
+@pytest.mark.skipif(os.environ.get("STAGEGRAPH_TEST_INDUCTOR") != "1",
+                    reason="inductor compiles for 35-50 s on this machine's CPU with cold caches; "
+                           "STAGEGRAPH_TEST_INDUCTOR=1 runs it")
+def test_inductor_gives_the_eager_losses(
+        eager: tuple[list[float], dict[str, torch.Tensor]]) -> None:
+    exp, losses = experiment(True)
+    runner = run(exp)
+    torch.testing.assert_close(losses.losses, eager[0], rtol=1e-4, atol=1e-5)
+    assert_close(weights(runner.model), eager[1])
