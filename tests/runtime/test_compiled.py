@@ -270,11 +270,12 @@ def test_a_ddp_model_is_compiled_inside_its_wrapper(monkeypatch: pytest.MonkeyPa
 
 
 @pytest.mark.skipif(os.environ.get("STAGEGRAPH_TEST_INDUCTOR") != "1",
-                    reason="inductor compiles for 35-50 s on this machine's CPU with cold caches; "
+                    reason="inductor takes 44 s here with cold caches (16 s warm); "
                            "STAGEGRAPH_TEST_INDUCTOR=1 runs it")
 def test_inductor_gives_the_eager_losses(
         eager: tuple[list[float], dict[str, torch.Tensor]]) -> None:
-    exp, losses = experiment(True)
+    # Inductor draws dropout masks from its own generator unless told to use eager's.
+    exp, losses = experiment({"options": {"fallback_random": True}})
     runner = run(exp)
-    torch.testing.assert_close(losses.losses, eager[0], rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(losses.losses, eager[0], rtol=1e-5, atol=1e-6)
     assert_close(weights(runner.model), eager[1])
