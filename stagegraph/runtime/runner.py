@@ -16,6 +16,7 @@ from typing import Any
 import torch
 from torch.utils.data import DistributedSampler
 
+from stagegraph.compiler.compile_options import stage_compile, torch_options
 from stagegraph.compiler.plan import ExecutionPlan
 from stagegraph.graph.enums import LoaderKind
 from stagegraph.graph.experiment import Experiment
@@ -23,6 +24,7 @@ from stagegraph.runtime import lock
 from stagegraph.runtime.binding import Hook, StageBinding, bind
 from stagegraph.runtime.callbacks.files import unwrap
 from stagegraph.runtime.callbacks.writer import CheckpointWriter, sync_requested
+from stagegraph.runtime.compiled import CompiledStage, compile_stage
 from stagegraph.runtime.components import ComponentBuilder
 from stagegraph.runtime.device import batch_mover, batch_size, resolve_device
 from stagegraph.runtime.distributed import Distributed
@@ -126,6 +128,10 @@ class Runner(RunnerState):
         #: The optimizer state the latest stage with an optimizer left, kept while a later stage
         #: will start from it (``load_from_previous_stage``); ``None`` otherwise.
         self.kept_optimizer: CarriedOptimizer | None = None
+        #: The stage's compiled model and criterion (``compile=``), ``None`` when not compiled;
+        #: ``compilations`` keeps, per finished stage, how many times each was compiled.
+        self.compiled: CompiledStage | None = None
+        self.compilations: dict[str, dict[str, int | None]] = {}
 
     # --- the loop, one method per level -------------------------------------------------------
     def run(self) -> Runner:
@@ -148,6 +154,7 @@ class Runner(RunnerState):
                     self._failed_writes()
                     self._handle_exception(err)
                 finally:
+                    self._release_compiled(report=False)  # after a failure: plain modules
                     self.checkpoint_writer.close()
         return self
 
@@ -198,6 +205,7 @@ class Runner(RunnerState):
                 break
         self._depth = _STAGE
         self._fire("on_stage_end", self._table("on_stage_end"))
+        self._release_compiled(report=True)
         self._keep_optimizer(binding)
 
     def run_epoch(self) -> None:
@@ -307,8 +315,24 @@ class Runner(RunnerState):
         self._loader_items = tuple((lp.name, lp.kind, self.loaders[lp.name], decided[lp.name][1])
                                    for lp in self.stage.loaders)
         self.scaler = make_scaler(self.precision, self.device)
+        self._compile_stage(stage_def)
         handler = self._builder.handler(stage_def)
         self._step = precision_step(handler, self.precision, self.device)
+
+    def _compile_stage(self, stage_def: Any) -> None:
+        """``compile=``: the model (in place) and the criterion, once for the whole stage."""
+        assert self.stage is not None
+        if self.stage.compile is None:
+            return
+        kinds = {lp.kind is LoaderKind.train for lp in self.stage.loaders}
+        self.compiled, self.criterion = compile_stage(
+            self.stage.name, torch_options(stage_compile(self.experiment, stage_def)),
+            self.model, self.criterion, modes=len(kinds))
+
+    def _release_compiled(self, report: bool) -> None:
+        if self.compiled is not None:
+            self.compilations[self.compiled.stage] = self.compiled.release(report=report)
+            self.compiled = None
 
     def _stage_context(self) -> StageContext:
         assert self.stage is not None
