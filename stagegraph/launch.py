@@ -3,7 +3,8 @@
 `torchrun_env` reads what ``torchrun`` (``python -m torch.distributed.run``) sets for each process
 it starts — ``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK``... — so the compiler can be asked for the
 right rank's plan before torch is imported. `torchrun_command` is the command behind
-``stagegraph run EXP --ddp N``: torchrun itself, in standalone mode (one node, a free port).
+``stagegraph run EXP --ddp N``: torchrun in standalone mode (one node, a free port), run through
+`stagegraph.runtime.torchrun` so that a failure ends in a summary, not in torchrun's traceback.
 """
 
 from __future__ import annotations
@@ -16,6 +17,9 @@ import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
+#: What torchrun's agent sets for each attempt of the group: 0 first, +1 at every restart.
+RESTART_VARIABLE = "TORCHELASTIC_RESTART_COUNT"
+MAX_RESTARTS_VARIABLE = "TORCHELASTIC_MAX_RESTARTS"
 #: Seconds a collective (or the start-up rendezvous) may wait for the other ranks.
 TIMEOUT_VARIABLE = "STAGEGRAPH_DIST_TIMEOUT"
 DEFAULT_TIMEOUT = 600.0
@@ -33,6 +37,10 @@ class TorchrunEnv:
     world_size: int
     local_rank: int
     local_world_size: int
+    #: Which attempt of the group this is (``torchrun --max-restarts N`` restarts every rank
+    #: when one fails): 0 for the first, then 1, 2... up to ``max_restarts``.
+    restart: int = 0
+    max_restarts: int = 0
 
     @property
     def kind(self) -> str:
@@ -47,7 +55,7 @@ def torchrun_env(environ: Mapping[str, str] | None = None) -> TorchrunEnv | None
     """The torchrun environment of this process, or ``None`` when ``RANK``/``WORLD_SIZE`` are unset.
 
     >>> torchrun_env({"RANK": "1", "WORLD_SIZE": "2", "LOCAL_RANK": "1"})
-    TorchrunEnv(rank=1, world_size=2, local_rank=1, local_world_size=1)
+    TorchrunEnv(rank=1, world_size=2, local_rank=1, local_world_size=1, restart=0, max_restarts=0)
     >>> torchrun_env({}) is None
     True
     """
@@ -57,11 +65,14 @@ def torchrun_env(environ: Mapping[str, str] | None = None) -> TorchrunEnv | None
     rank, world = _integer(env, "RANK"), _integer(env, "WORLD_SIZE")
     local_rank = _integer(env, "LOCAL_RANK", rank)
     local_world = _integer(env, "LOCAL_WORLD_SIZE", 1)
+    restart = _integer(env, RESTART_VARIABLE, 0)
+    max_restarts = _integer(env, MAX_RESTARTS_VARIABLE, 0)
     if world < 1 or not 0 <= rank < world:
         raise LaunchError(f"RANK={rank} and WORLD_SIZE={world} do not describe a rank of the run "
                           "(0 <= RANK < WORLD_SIZE); start the processes with torchrun, which "
                           "sets both")
-    return TorchrunEnv(rank, world, local_rank, local_world)
+    return TorchrunEnv(rank, world, local_rank, local_world, max(restart, 0),
+                       max(max_restarts, 0))
 
 
 def _integer(env: Mapping[str, str], name: str, default: int | None = None) -> int:
@@ -91,21 +102,27 @@ def timeout_seconds(environ: Mapping[str, str] | None = None) -> float:
     return seconds
 
 
-def torchrun_command(nproc: int, stagegraph_args: Sequence[str], *,
+def torchrun_command(nproc: int, stagegraph_args: Sequence[str], *, max_restarts: int = 0,
                      python: str | None = None) -> list[str]:
-    """``python -m torch.distributed.run --standalone --nproc_per_node N -m stagegraph ARGS``.
+    """``python -m stagegraph.runtime.torchrun --standalone --nproc_per_node N -m stagegraph ARGS``.
 
-    Standalone mode runs one node and lets the rendezvous pick a free port, so several runs can
-    share a machine.
+    That is torchrun (``python -m torch.distributed.run``) with the same options, ending in a
+    summary of what failed rather than torchrun's traceback. Standalone mode runs one node and
+    lets the rendezvous pick a free port, so several runs can share a machine. ``max_restarts``
+    is torchrun's ``--max-restarts``: how many times it restarts every rank when one fails (each
+    restart resumes from the latest checkpoint).
 
     >>> torchrun_command(2, ["run", "exp.py"], python="python")
-    ['python', '-m', 'torch.distributed.run', '--standalone', '--nproc_per_node', '2', '-m', \
-'stagegraph', 'run', 'exp.py']
+    ['python', '-m', 'stagegraph.runtime.torchrun', '--standalone', '--nproc_per_node', '2', \
+'-m', 'stagegraph', 'run', 'exp.py']
     """
     if nproc < 1:
         raise LaunchError(f"--ddp {nproc}: the number of processes must be at least 1")
-    return [python or sys.executable, "-m", "torch.distributed.run", "--standalone",
-            "--nproc_per_node", str(nproc), "-m", "stagegraph", *stagegraph_args]
+    if max_restarts < 0:
+        raise LaunchError(f"--max-restarts {max_restarts}: give a number of restarts >= 0")
+    restarts = ["--max-restarts", str(max_restarts)] if max_restarts else []
+    return [python or sys.executable, "-m", "stagegraph.runtime.torchrun", "--standalone",
+            "--nproc_per_node", str(nproc), *restarts, "-m", "stagegraph", *stagegraph_args]
 
 
 def rank_arguments(args: argparse.Namespace) -> list[str]:

@@ -162,6 +162,7 @@ def test_every_documented_code_has_an_example_that_asserts_it() -> None:
 
 
 PLAN_MODELS = ["ExecutionPlan", "StageEdge", "StagePlan", "LoaderPlan", "HandlerPlan",
+               "CompilePlan",
                "CallbackPlan", "EdgePlan", "MigrationPlan", "Diagnostic", "Location"]
 
 

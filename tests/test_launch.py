@@ -21,6 +21,9 @@ def test_the_environment_torchrun_sets() -> None:
     assert (env.kind, str(env)) == ("worker", "rank 3 of 4")
     assert torchrun_env({"RANK": "0", "WORLD_SIZE": "1"}) == TorchrunEnv(0, 1, 0, 1)
     assert torchrun_env({"LOCAL_RANK": "0"}) is None
+    restarted = torchrun_env({"RANK": "1", "WORLD_SIZE": "2", "TORCHELASTIC_RESTART_COUNT": "2",
+                              "TORCHELASTIC_MAX_RESTARTS": "3"})
+    assert restarted is not None and (restarted.restart, restarted.max_restarts) == (2, 3)
 
 
 @pytest.mark.parametrize(("environ", "message"), [
@@ -43,7 +46,9 @@ def test_the_timeout() -> None:
 
 def test_the_command_is_torchrun_in_standalone_mode() -> None:
     assert torchrun_command(3, ["run", "exp.py", "--quiet"], python="py") == [
-        "py", "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "3",
+        "py", "-m", "stagegraph.runtime.torchrun", "--standalone", "--nproc_per_node", "3",
         "-m", "stagegraph", "run", "exp.py", "--quiet"]
     with pytest.raises(LaunchError, match="at least 1"):
         torchrun_command(0, ["run", "exp.py"])
+    assert torchrun_command(2, ["run", "e.py"], max_restarts=1, python="py")[3:8] == [
+        "--standalone", "--nproc_per_node", "2", "--max-restarts", "1"]

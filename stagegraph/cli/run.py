@@ -33,6 +33,9 @@ def add_parser(sub: Any) -> None:
     run.add_argument("--quiet", action="store_true", help="no console logging")
     run.add_argument("--ddp", type=positive_int("--ddp", "processes"), metavar="N",
                      help="distributed data parallel on N local processes (starts torchrun)")
+    run.add_argument("--max-restarts", type=_restart_count, metavar="N", default=0,
+                     help="with --ddp: when a process fails, torchrun restarts them all, up to N "
+                          "times, and they resume from the latest checkpoint")
     run.add_argument("--dist-timeout", type=seconds, metavar="SECONDS",
                      help="how long a rank waits for the others in a distributed run "
                           "(default 600; sets STAGEGRAPH_DIST_TIMEOUT)")
@@ -52,6 +55,13 @@ def add_parser(sub: Any) -> None:
     run.set_defaults(command=cmd_run)
 
 
+def _restart_count(value: str) -> int:
+    if not value.isdigit():
+        raise argparse.ArgumentTypeError(f"--max-restarts {value!r}: give a number of restarts "
+                                         ">= 0")
+    return int(value)
+
+
 def _usage_problem(args: argparse.Namespace) -> str | None:
     if args.checkpoint_every is not None and args.logdir is None:
         return "--checkpoint-every writes into the logdir: give --logdir DIR"
@@ -60,6 +70,9 @@ def _usage_problem(args: argparse.Namespace) -> str | None:
     if args.overwrite and args.resume is True:
         return ("--overwrite starts the logdir's run over and --resume continues it: pass one "
                 "of them")
+    if args.max_restarts and args.ddp is None:
+        return ("--max-restarts applies with --ddp N (under torchrun, give it to torchrun: "
+                "torchrun --max-restarts N ...)")
     return None
 
 
@@ -92,7 +105,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     if (env.kind == "master") if env is not None else args.ddp is None:
         report_before_run(plan, notes=notes)
     if args.ddp is not None:
-        return launch.run_torchrun(launch.torchrun_command(args.ddp, launch.rank_arguments(args)))
+        return launch.run_torchrun(launch.torchrun_command(
+            args.ddp, launch.rank_arguments(args), max_restarts=args.max_restarts))
     return run_plan(plan, check=args.check, show_traceback=args.traceback, resume=args.resume,
                     allow_plan_change=args.allow_plan_change, overwrite=args.overwrite,
                     checkpoint_every=args.checkpoint_every)
@@ -110,7 +124,8 @@ def run_plan(plan: ExecutionPlan, *, check: bool, show_traceback: bool,
         with plain_warnings():
             runner = Runner(plan, check=check, resume=resume, allow_plan_change=allow_plan_change,
                             overwrite=overwrite, checkpoint_every=checkpoint_every)
-            if runner.resumed_from is not None:
+            # A group torchrun restarted says where it resumed once, on rank 0 (see `elastic`).
+            if runner.resumed_from is not None and not runner.restarted:
                 print(f"resuming from {runner.resumed_from}: {runner.resume_position}",
                       file=sys.stderr)
             runner.run()

@@ -5,6 +5,7 @@ from stagegraph.compiler.explain import Explanation, explain
 from stagegraph.compiler.pipeline import compile
 from stagegraph.compiler.plan import (
     CallbackPlan,
+    CompilePlan,
     EdgePlan,
     ExecutionPlan,
     HandlerPlan,
@@ -17,6 +18,7 @@ from stagegraph.compiler.verify import verify
 
 __all__ = [
     "CallbackPlan",
+    "CompilePlan",
     "Diagnostic",
     "EdgePlan",
     "ExecutionPlan",

@@ -131,6 +131,20 @@ class MigrationPlan(Frozen):
     callbacks: tuple[str, ...]
 
 
+class CompilePlan(Frozen):
+    """A stage's ``compile=``: the `torch.compile` options its model and criterion get.
+
+    ``backend`` is the backend's name (a callable backend by its qualified name; the runtime
+    takes the callable from the experiment).
+    """
+
+    backend: str = "inductor"
+    mode: str | None = None
+    fullgraph: bool = False
+    dynamic: bool | None = None
+    options: dict[str, Any] | None = None
+
+
 class StagePlan(Frozen):
     name: str
     index: int
@@ -144,6 +158,10 @@ class StagePlan(Frozen):
     check_run: bool = False
     precision: Literal["fp32", "amp", "bf16"] = "fp32"
     batch_keys: tuple[str, ...] | None = None
+    #: Whether the runtime may iterate in-memory loaders without their DataLoader (the batch
+    #: fast path); per loader it decides at run time (`Runner.fast_path`).
+    fast_path: bool = True
+    compile: CompilePlan | None = None
     loaders: tuple[LoaderPlan, ...] = ()
     components: dict[str, Literal["stage", "experiment"]] = Field(default_factory=dict)
     handler: HandlerPlan

@@ -210,6 +210,10 @@ RULES: dict[str, Rule] = _rules(
     Rule("SF521", "error", "code reads a batch metric or output in on_batch_start, before the "
          "batch writes it",
          "Read it in on_batch_end: the compiler then orders the callback after what writes it."),
+    Rule("SF530", "error", "a stage's compile= option is not one torch.compile takes",
+         "Write compile=True, compile=False, or a dict of torch.compile options (mode, "
+         "fullgraph, dynamic, backend, options, disable), e.g. compile={'backend': "
+         "'aot_eager'}.", fixed=True),
     # Resuming a run.
     Rule("SF601", "error", "the plan changed since the checkpoint was written",
          "Resume with the experiment the checkpoint was written by, or pass --allow-plan-change "

@@ -17,6 +17,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from stagegraph.compiler.compile_options import compile_plan
 from stagegraph.compiler.diagnostics import Diagnostics, did_you_mean
 from stagegraph.compiler.inference import infer_function
 from stagegraph.compiler.inferred import covers, merge_inferred
@@ -55,6 +56,8 @@ class StageParams(BaseModel):
     check_run: bool
     precision: Literal["fp32", "amp", "bf16"]
     batch_keys: tuple[str, ...] | None = None
+    fast_path: bool = True
+    compile: Any = None  # checked by `compile_plan` (SF530)
 
 
 class CallbackDecl(BaseModel):
@@ -105,6 +108,7 @@ def schema(
     if not experiment.stages:
         diags.error("SF104", "the experiment has no stages",
                     "add one with experiment.add_stage('train', loaders={...}, ...)")
+    compile_plan(getattr(experiment, "compile", False), diags)  # reported once, here
     identities: dict[int, tuple[str, str]] = {}
     stages: list[StagePlan] = []
     seen: set[str] = set()
@@ -152,6 +156,10 @@ def _stage(
                     + did_you_mean(param, STAGE_DEFAULTS),
                     f"stage parameters are: {', '.join(STAGE_DEFAULTS)}", stage=name, param=param)
     params = _params(stage, diags)
+    own = stage.params.get("compile")
+    params["compile"] = compile_plan(
+        own if own is not None else getattr(experiment, "compile", False),
+        diags if own is not None else Diagnostics(), stage=name)
     handler = _handler(experiment.stage_handler(stage), name, diags)
     return StagePlan(
         name=name,
@@ -194,6 +202,8 @@ def _param_hint(param: str | None) -> str:
         "check_run": "check_run is True or False",
         "precision": "precision is 'fp32', 'amp' or 'bf16'",
         "batch_keys": "batch_keys is a list of the keys every batch carries, e.g. ['features']",
+        "fast_path": "fast_path is True or False",
+        "compile": "compile is True, False or a dict of torch.compile options",
     }
     return hints.get(param or "", "see the stage parameters in docs/concepts.md")
 

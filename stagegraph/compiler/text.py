@@ -29,8 +29,14 @@ def _stage_lines(stage: StagePlan, total: int) -> list[str]:
     after = f", after {', '.join(map(repr, stage.after))}" if stage.after else ""
     lines = [f"stage {stage.index + 1}/{total} {stage.name!r}: {stage.num_epochs} epoch(s), "
              f"{kind}{after}"]
-    if stage.check_run or stage.precision != "fp32":
-        lines.append(f"  options: check_run={stage.check_run}, precision={stage.precision}")
+    if stage.check_run or stage.precision != "fp32" or not stage.fast_path:
+        lines.append(f"  options: check_run={stage.check_run}, precision={stage.precision}, "
+                     f"fast_path={stage.fast_path}")
+    if stage.compile is not None:
+        given = stage.compile.model_dump(exclude_defaults=True)
+        given["backend"] = stage.compile.backend
+        options = ", ".join(f"{k}={v!r}" for k, v in given.items())
+        lines.append(f"  compiled: model and criterion, torch.compile({options})")
     loaders = ", ".join(f"{ld.name} ({ld.kind.value})" for ld in stage.loaders) or "none"
     lines.append(f"  loaders: {loaders}")
     lines.append(f"  batch handler: {stage.handler.type}")

@@ -70,8 +70,9 @@ class Builder:
         components = {key: self.component(key, data.get(key), (key,)) for key in COMPONENT_KEYS}
         experiment = ConfigExperiment(
             data["experiment"], seed=data.get("seed", 42), device=data.get("device", "auto"),
-            lints=data.get("lints") or {}, handler=self.handler(data.get("handler"), ("handler",)),
-            **components)
+            lints=data.get("lints") or {}, fast_path=data.get("fast_path", True),
+            compile=data.get("compile") or False,
+            handler=self.handler(data.get("handler"), ("handler",)), **components)
         experiment.document = self.document
         for name, stage in data["stages"].items():
             self.stage(experiment, name, stage or {})

@@ -96,6 +96,38 @@ Loaders = Annotated[
     Discriminator(_loaders_form),
 ]
 
+class CompileOptions(Strict):
+    """The options `torch.compile` takes, for a stage's model and criterion."""
+
+    mode: Literal["default", "reduce-overhead", "max-autotune",
+                  "max-autotune-no-cudagraphs"] | None = Field(
+        None, description="inductor's mode (default: torch's default)")
+    fullgraph: bool | None = Field(None, description="refuse graph breaks (default false)")
+    dynamic: bool | None = Field(None, description="true: symbolic shapes from the start; "
+                                                   "false: a graph per shape; null (default): "
+                                                   "symbolic after a second shape")
+    backend: str | None = Field(None, min_length=1,
+                                description="the backend's name: inductor (default), "
+                                            "aot_eager, eager, ...")
+    options: dict[str, Any] | None = Field(None, description="the backend's settings "
+                                                             "(not with mode)")
+    disable: bool | None = Field(None, description="compile nothing (default false)")
+
+
+def _compile_form(value: Any) -> str:
+    return "options" if isinstance(value, dict) else "flag"
+
+
+#: ``compile:`` is true / false or the options (a mapping is checked key by key).
+Compile = Annotated[
+    Annotated[bool, Tag("flag")] | Annotated[CompileOptions, Tag("options")],
+    Discriminator(_compile_form),
+]
+
+_COMPILE = ("compile the model and criterion with torch.compile once per stage: true, false "
+            "(default) or the options of torch.compile, such as {backend: aot_eager}")
+
+
 def _component(what: str) -> Any:
     return Field(None, description=what)
 
@@ -135,6 +167,10 @@ class StageFields(Strict):
                                                           "precision) or bf16")
     batch_keys: list[str] | None = Field(None, description="the keys every batch carries, so "
                                                            "that batch.* reads can be checked")
+    fast_path: bool | None = Field(None, description="false: iterate every loader through its "
+                                                     "DataLoader, never the batch fast path "
+                                                     "(default true)")
+    compile: Compile | None = Field(None, description=_COMPILE)
     lints: dict[str, Level] | None = Field(None, description=_LINTS + ", for this stage")
     model: Target | None = _component(_MODEL + "; replaces the experiment's in this stage")
     criterion: Target | None = _component(_CRITERION + "; replaces the experiment's here")
@@ -171,6 +207,10 @@ class ConfigFile(Strict):
     seed: int = Field(42, description="the random seed (default 42)")
     device: str = Field("auto", description="cpu, cuda, cuda:N, mps or auto (default)")
     lints: dict[str, Level] | None = Field(None, description=_LINTS)
+    fast_path: bool = Field(True, description="false: no stage uses the batch fast path for "
+                                              "in-memory loaders (default true)")
+    compile: Compile | None = Field(
+        None, description=_COMPILE + "; for every stage that does not say")
     model: Target | None = _component(_MODEL)
     criterion: Target | None = _component(_CRITERION)
     optimizer: OptimizerTarget | None = _component(_OPTIMIZER)
@@ -186,7 +226,8 @@ class ConfigFile(Strict):
 
 #: The stage parameters ``Experiment.add_stage`` takes as values (not components).
 STAGE_PARAMS = ("num_epochs", "main_metric", "minimize_metric", "valid_loader",
-                "migrate_from_previous_stage", "check_run", "precision", "batch_keys")
+                "migrate_from_previous_stage", "check_run", "precision", "batch_keys",
+                "fast_path", "compile")
 #: The components a config names by `_target_`.
 COMPONENT_KEYS = ("model", "criterion", "optimizer", "scheduler")
 #: The optimizer options that stagegraph handles itself (`stagegraph.runtime.optim`).

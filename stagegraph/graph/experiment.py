@@ -23,6 +23,8 @@ STAGE_DEFAULTS: dict[str, Any] = {
     "check_run": False,
     "precision": "fp32",
     "batch_keys": None,
+    "fast_path": True,
+    "compile": None,
 }
 
 COMPONENTS = ("model", "criterion", "optimizer", "scheduler")
@@ -68,8 +70,14 @@ class Experiment:
         handler: Any = None,
         device: str = "auto",
         lints: Mapping[str, str] | None = None,
+        fast_path: Any = True,
+        compile: Any = False,
     ) -> None:
         self.name = name
+        #: The default of every stage's ``fast_path`` (the batch fast path for in-memory data).
+        self.fast_path: Any = fast_path
+        #: `torch.compile` for every stage that does not say (``compile=`` of `add_stage`).
+        self.compile = compile
         #: Diagnostic levels for the whole experiment, ``{"SF301": "allow"}`` (see lint levels).
         self.lints: Any = lints if lints is not None else {}
         self.seed = seed
@@ -99,6 +107,8 @@ class Experiment:
         check_run: Any = _UNSET,
         precision: Any = _UNSET,
         batch_keys: Any = _UNSET,
+        fast_path: Any = _UNSET,
+        compile: Any = _UNSET,
         model: Any = None,
         criterion: Any = None,
         optimizer: Any = None,
@@ -113,12 +123,18 @@ class Experiment:
         Components given here (model, criterion, optimizer, scheduler, handler) override the
         experiment's for this stage; each may be an object or a factory the runtime calls.
         ``lints`` sets diagnostic levels for this stage (``{"SF506": "allow"}``).
+        ``fast_path=False`` iterates every loader of the stage through its DataLoader (default:
+        the experiment's ``fast_path``; see "The batch fast path" in docs/runtime.md).
+        ``compile=True`` (or a dict of `torch.compile` options) compiles the stage's model and
+        criterion once at stage start; unset or ``None``: the experiment's ``compile``.
         """
         given = {
             "num_epochs": num_epochs, "main_metric": main_metric,
             "minimize_metric": minimize_metric, "valid_loader": valid_loader,
             "migrate_from_previous_stage": migrate_from_previous_stage,
             "check_run": check_run, "precision": precision, "batch_keys": batch_keys,
+            "fast_path": self.fast_path if fast_path is _UNSET else fast_path,
+            "compile": compile,
         }
         params = {k: (STAGE_DEFAULTS[k] if v is _UNSET else v) for k, v in given.items()}
         if after is None:

@@ -13,13 +13,10 @@ from __future__ import annotations
 
 import contextlib
 import os
-import signal
-import sys
-import threading
+import socket
 import warnings
 from collections.abc import Iterator, Mapping
 from datetime import timedelta
-from types import FrameType
 from typing import Any
 
 import torch
@@ -30,15 +27,21 @@ from torch.nn.parallel import DistributedDataParallel
 from stagegraph.compiler.pipeline import compile as compile_experiment
 from stagegraph.compiler.plan import ExecutionPlan, StagePlan
 from stagegraph.graph.enums import LoaderKind, RankKind
-from stagegraph.launch import TIMEOUT_VARIABLE, LaunchError, TorchrunEnv, timeout_seconds
+from stagegraph.launch import LaunchError, TorchrunEnv, timeout_seconds
 from stagegraph.launch import torchrun_env as read_torchrun_env
+from stagegraph.runtime.attempt_store import attempt_store, shares_agent_store
 from stagegraph.runtime.callbacks.files import unwrap as unwrap_model
 from stagegraph.runtime.device import resolve_device
 from stagegraph.runtime.errors import DeviceError, DistributedError, PlanError, RunError
+from stagegraph.runtime.rank_failure import (
+    SIGTERM_EXIT,
+    Peer,
+    SigtermExit,
+    is_communication_error,
+    rank_error,
+    record_for_torchrun,
+)
 from stagegraph.runtime.sharding import shard_loaders
-
-#: Exit code of a rank stopped by SIGTERM (torchrun stops the others when one rank fails).
-SIGTERM_EXIT = 128 + int(signal.SIGTERM)
 
 
 class Distributed:
@@ -103,31 +106,59 @@ class Distributed:
     def group(self) -> Iterator[None]:
         """The process group for the whole experiment: initialised once, destroyed at the end.
 
-        A `RunError` leaving the run is re-raised saying which rank failed, and with a hint when
-        the failure is a collective that lost its peers. SIGTERM (torchrun stopping the ranks
-        after one failed) ends the rank with a message instead of silently.
+        A `RunError` leaving the run is re-raised saying which rank failed — naming the peer that
+        is gone when a collective lost it — and written for torchrun's summary. SIGTERM (torchrun
+        stopping the ranks after one failed) ends the rank with a message instead of silently.
+        See `rank_failure`.
         """
-        if self.owns_group:
-            self._initialise()
-        previous = _exit_on_sigterm(self.env)
+        self.start()
+        sigterm = SigtermExit(self.env)
+        sigterm.install()
+        peers: list[Peer] = []
         try:
+            peers = self._peers()
             yield
         except RunError as err:
-            error = _rank_error(err, self.env, self.timeout)
-            _record_for_torchrun(error)
+            sigterm.reporting = True  # torchrun's SIGTERM must not cut the report short
+            error = rank_error(err, self.env, self.timeout, peers)
+            record_for_torchrun(error)
             raise error from err.__cause__
         finally:
-            if previous is not None:
-                signal.signal(signal.SIGTERM, previous)
             if self.owns_group:
                 _destroy()
+            sigterm.restore()
+
+    def start(self) -> None:
+        """Initialise the process group now, if this rank owns it and has not yet (a restarted
+        group agrees on its checkpoint before the run, see `elastic`); `group` destroys it."""
+        if self.owns_group and not dist.is_initialized():
+            self._initialise()
+
+    def stop(self) -> None:
+        """Destroy the process group `start` initialised (a run that fails before it starts)."""
+        if self.owns_group:
+            _destroy()
+
+    def _peers(self) -> list[Peer]:
+        """Where every rank runs, so that a rank that loses one can say which (see
+        `rank_failure`)."""
+        where = self.gather((socket.gethostname(), os.getpid()))
+        return [Peer(rank, host, pid) for rank, (host, pid) in enumerate(where)]
 
     def _initialise(self) -> None:
         backend = "nccl" if self.device.type == "cuda" else "gloo"
         if self.device.type == "cuda":
             torch.cuda.set_device(self.device)
+        timeout = timedelta(seconds=self.timeout)
         try:
-            dist.init_process_group(backend, timeout=timedelta(seconds=self.timeout))
+            if self.env.max_restarts > 0 and shares_agent_store():  # keys of one attempt only
+                dist.init_process_group(backend, store=attempt_store(self.env, self.timeout),
+                                        rank=self.env.rank, world_size=self.env.world_size,
+                                        timeout=timeout)
+            else:
+                dist.init_process_group(backend, timeout=timeout)
+        except DistributedError:
+            raise
         except Exception as err:
             raise DistributedError(
                 f"{self.env}: could not initialise the {backend} process group: "
@@ -143,6 +174,18 @@ class Distributed:
                                 world_size=self.env.world_size, seed=seed,
                                 warn=self.env.rank == 0)
         return model, loaders
+
+    def broadcast(self, value: Any) -> Any:
+        """Rank 0's ``value`` (any picklable object) on every rank; every rank calls this."""
+        box = [value]
+        dist.broadcast_object_list(box, src=0)
+        return box[0]
+
+    def gather(self, value: Any) -> list[Any]:
+        """Every rank's ``value``, in rank order, on every rank; every rank calls this."""
+        values: list[Any] = [None] * self.env.world_size
+        dist.all_gather_object(values, value)
+        return values
 
     def any(self, flag: bool) -> bool:
         """Whether ``flag`` is true on any rank (every rank must call this together)."""
@@ -190,7 +233,9 @@ def _env_of_group() -> TorchrunEnv:
     env = read_torchrun_env()
     local_rank = env.local_rank if env is not None else 0
     local_world = env.local_world_size if env is not None else 1
-    return TorchrunEnv(int(dist.get_rank()), int(dist.get_world_size()), local_rank, local_world)
+    restarts = (env.restart, env.max_restarts) if env is not None else (0, 0)
+    return TorchrunEnv(int(dist.get_rank()), int(dist.get_world_size()), local_rank, local_world,
+                       *restarts)
 
 
 def _destroy() -> None:
@@ -202,59 +247,5 @@ def _destroy() -> None:
         warnings.warn(f"destroying the process group failed: {err!r}", stacklevel=2)
 
 
-def is_communication_error(err: BaseException | None) -> bool:
-    """Whether ``err`` comes from a collective that failed (a peer gone, a timeout)."""
-    if err is None:
-        return False
-    if isinstance(err, dist.DistError):
-        return True
-    text = str(err)
-    return isinstance(err, RuntimeError) and any(
-        marker in text for marker in ("gloo", "NCCL", "ProcessGroup", "closed by peer"))
-
-
-def _rank_error(err: RunError, env: TorchrunEnv, timeout: float) -> RunError:
-    message = f"{env}: {err}"
-    if is_communication_error(err.__cause__):
-        message += (f"\n  hint: a collective operation across the ranks failed: another rank "
-                    f"most likely failed first (look for its error), or it did not reach the "
-                    f"same operation within the process-group timeout of {timeout:g} s "
-                    f"(set {TIMEOUT_VARIABLE} to change it)")
-    return RunError(message, err.where)
-
-
-def _record_for_torchrun(error: BaseException) -> None:
-    """Write ``error`` where torchrun looks for a rank's error, so its failure summary shows it."""
-    if not os.environ.get("TORCHELASTIC_ERROR_FILE"):
-        return
-    try:
-        from torch.distributed.elastic.multiprocessing.errors import ErrorHandler
-
-        ErrorHandler().record_exception(error)
-    except Exception as err:  # a summary is a nicety; never mask the run's own error
-        warnings.warn(f"could not write torchrun's error file: {err!r}", stacklevel=2)
-
-
-def _exit_on_sigterm(env: TorchrunEnv) -> Any:
-    """Make SIGTERM print which rank stopped and exit; the previous handler, or ``None``.
-
-    Python's default for SIGTERM kills the process silently. A handler the user installed is
-    left alone, and so is every thread but the main one (signals can only be set there).
-    """
-    if threading.current_thread() is not threading.main_thread():
-        return None
-    previous = signal.getsignal(signal.SIGTERM)
-    if previous is not signal.SIG_DFL:
-        return None
-
-    def stop(signum: int, frame: FrameType | None) -> None:
-        print(f"stagegraph: {env} stopped by SIGTERM: torchrun stops every rank once one of them "
-              "has failed; the first failure is reported above", file=sys.stderr, flush=True)
-        raise SystemExit(SIGTERM_EXIT)
-
-    signal.signal(signal.SIGTERM, stop)
-    return previous
-
-
-__all__ = ["Distributed", "broadcast_state", "is_communication_error", "prepare_model",
-           "unwrap_model"]
+__all__ = ["SIGTERM_EXIT", "Distributed", "broadcast_state", "is_communication_error",
+           "prepare_model", "unwrap_model"]

@@ -16,6 +16,7 @@ from typing import Any
 import torch
 from torch.utils.data import DistributedSampler
 
+from stagegraph.compiler.compile_options import stage_compile, torch_options
 from stagegraph.compiler.plan import ExecutionPlan
 from stagegraph.graph.enums import LoaderKind
 from stagegraph.graph.experiment import Experiment
@@ -23,17 +24,19 @@ from stagegraph.runtime import lock
 from stagegraph.runtime.binding import Hook, StageBinding, bind
 from stagegraph.runtime.callbacks.files import unwrap
 from stagegraph.runtime.callbacks.writer import CheckpointWriter, sync_requested
+from stagegraph.runtime.compiled import CompiledStage, compile_stage
 from stagegraph.runtime.components import ComponentBuilder
 from stagegraph.runtime.device import batch_mover, batch_size, resolve_device
 from stagegraph.runtime.distributed import Distributed
+from stagegraph.runtime.elastic import Elastic
 from stagegraph.runtime.errors import CheckpointWriteError, RunError, StagegraphWarning
+from stagegraph.runtime.fastpath import Decision, Iterate, decide
 from stagegraph.runtime.faults import explain
 from stagegraph.runtime.loop import describe, loader_batch_size, loader_len, place, set_train_mode
 from stagegraph.runtime.optim import StageContext, train_batch_size
 from stagegraph.runtime.optim_state import CarriedOptimizer, carry
 from stagegraph.runtime.precision import make_scaler, precision_step
 from stagegraph.runtime.resolve import runnable_plan
-from stagegraph.runtime.resume import open_session
 from stagegraph.runtime.resume.midepoch import MidEpoch, Stopped, StopRun
 from stagegraph.runtime.seeding import set_global_seed
 from stagegraph.runtime.state import RunnerState
@@ -94,7 +97,10 @@ class Runner(RunnerState):
         self._move = self._movers[0]
         self._bindings: tuple[StageBinding, ...] = ()
         self._binding: StageBinding | None = None
-        self._loader_items: tuple[tuple[str, LoaderKind, Any], ...] = ()
+        self._loader_items: tuple[tuple[str, LoaderKind, Any, Iterate], ...] = ()
+        #: Per loader of the current stage, whether it takes the batch fast path, and if not,
+        #: why (see docs/runtime.md, "The batch fast path").
+        self.fast_path: dict[str, Decision] = {}
         self._step: Any = None
         self._on_batch_start: tuple[Hook, ...] = ()
         self._on_batch_end: tuple[Hook, ...] = ()
@@ -106,8 +112,14 @@ class Runner(RunnerState):
         #: for a callback that reads a checkpoint file during the run.
         self.checkpoint_writer = CheckpointWriter(
             background=not (sync_checkpoints or sync_requested()))
-        self._resume = open_session(self, self._builder, resume,
-                                    allow_plan_change=allow_plan_change, overwrite=overwrite)
+        # Under torchrun's restarts (--max-restarts), a restarted group resumes its run.
+        self._elastic = Elastic(self._distributed, self.logdir)
+        self._resume = self._elastic.open_session(self, self._builder, resume,
+                                                  allow_plan_change=allow_plan_change,
+                                                  overwrite=overwrite)
+        #: Whether this attempt continues the run of a group torchrun restarted (rank 0 says
+        #: where it resumed).
+        self.restarted: bool = self._elastic.restarted
         #: The checkpoint resumed from (``None``: from the start), and where the run continues.
         self.resumed_from: Path | None = self._resume.resumed_from
         self.resume_position: str = self._resume.describe()
@@ -118,13 +130,18 @@ class Runner(RunnerState):
         #: The optimizer state the latest stage with an optimizer left, kept while a later stage
         #: will start from it (``load_from_previous_stage``); ``None`` otherwise.
         self.kept_optimizer: CarriedOptimizer | None = None
+        #: The stage's compiled model and criterion (``compile=``), ``None`` when not compiled;
+        #: ``compilations`` keeps, per finished stage, how many times each was compiled.
+        self.compiled: CompiledStage | None = None
+        self.compilations: dict[str, dict[str, int | None]] = {}
 
     # --- the loop, one method per level -------------------------------------------------------
     def run(self) -> Runner:
         """Run every stage of the plan; returns the runner (see ``exception`` if not re-raised)."""
         self._bindings = bind(self.plan, self.experiment)
-        with self._logdir_lock():
+        with self._elastic.stop_group_on_error(), self._logdir_lock():
             self._resume.prepare(self._bindings)
+            self._elastic.mark()  # this job's run is in the logdir, for torchrun's restarts
             self.resumed_from = self._resume.resumed_from  # moved back from a set-aside run
             self.exception, self._failed, self.need_exception_reraise = None, None, True
             group = (contextlib.nullcontext() if self._distributed is None
@@ -139,6 +156,7 @@ class Runner(RunnerState):
                     self._failed_writes()
                     self._handle_exception(err)
                 finally:
+                    self._release_compiled(report=False)  # after a failure: plain modules
                     self.checkpoint_writer.close()
         return self
 
@@ -189,6 +207,7 @@ class Runner(RunnerState):
                 break
         self._depth = _STAGE
         self._fire("on_stage_end", self._table("on_stage_end"))
+        self._release_compiled(report=True)
         self._keep_optimizer(binding)
 
     def run_epoch(self) -> None:
@@ -199,17 +218,18 @@ class Runner(RunnerState):
         self._depth = _EPOCH
         self._fire("on_epoch_start", self._table("on_epoch_start"))
         first = self._mid.epoch_started(self)  # resumed mid-epoch: the loader it was in
-        for index, (name, kind, loader) in enumerate(self._loader_items[first:], first):
-            self.run_loader(index, name, kind, loader)
+        for index, (name, kind, loader, iterate) in enumerate(self._loader_items[first:], first):
+            self.run_loader(index, name, kind, loader, iterate)
         self._depth = _EPOCH
         self._resume.wait()  # the last checkpoint is written before this epoch's: raises if not
         self._fire("on_epoch_end", self._table("on_epoch_end"))
 
-    def run_loader(self, index: int, name: str, kind: LoaderKind, loader: Any) -> None:
+    def run_loader(self, index: int, name: str, kind: LoaderKind, loader: Any,
+                   iterate: Iterate = iter) -> None:
         self._enter_loader(name, kind, loader)
         self._fire("on_loader_start", self._table("on_loader_start"))
         batches = self._mid.batches(self, index, loader,
-                                    CHECK_RUN_BATCHES if self.is_check_run else None)
+                                    CHECK_RUN_BATCHES if self.is_check_run else None, iterate)
         with torch.set_grad_enabled(self.is_train_loader):
             self._run_batches(batches)
         if self.loader_batch_step == 0 and self.is_train_loader:
@@ -291,11 +311,30 @@ class Runner(RunnerState):
         if self._distributed is not None:  # DDP model, sharded train loaders
             self.model, self.loaders = self._distributed.prepare_stage(
                 self.model, self.loaders, self.stage, self.plan.seed)
-        self._loader_items = tuple((lp.name, lp.kind, self.loaders[lp.name])
+        decided = {lp.name: decide(lp.name, self.loaders[lp.name], self.stage.fast_path)
+                   for lp in self.stage.loaders}
+        self.fast_path = {name: decision for name, (decision, _) in decided.items()}
+        self._loader_items = tuple((lp.name, lp.kind, self.loaders[lp.name], decided[lp.name][1])
                                    for lp in self.stage.loaders)
         self.scaler = make_scaler(self.precision, self.device)
+        self._compile_stage(stage_def)
         handler = self._builder.handler(stage_def)
         self._step = precision_step(handler, self.precision, self.device)
+
+    def _compile_stage(self, stage_def: Any) -> None:
+        """``compile=``: the model (in place) and the criterion, once for the whole stage."""
+        assert self.stage is not None
+        if self.stage.compile is None:
+            return
+        kinds = {lp.kind is LoaderKind.train for lp in self.stage.loaders}
+        self.compiled, self.criterion = compile_stage(
+            self.stage.name, torch_options(stage_compile(self.experiment, stage_def)),
+            self.model, self.criterion, modes=len(kinds))
+
+    def _release_compiled(self, report: bool) -> None:
+        if self.compiled is not None:
+            self.compilations[self.compiled.stage] = self.compiled.release(report=report)
+            self.compiled = None
 
     def _stage_context(self) -> StageContext:
         assert self.stage is not None

@@ -38,20 +38,33 @@ def test_ddp_starts_torchrun_with_the_same_arguments(
     assert os.environ["STAGEGRAPH_DIST_TIMEOUT"] == "30"
 
 
+def test_max_restarts_goes_to_torchrun(capsys: pytest.CaptureFixture[str],
+                                       launched: list[list[str]]) -> None:
+    result = cli(capsys, "run", VALID, "--ddp", "2", "--logdir", "runs", "--max-restarts", "3")
+    assert result.code == 0, result.err
+    assert launched == [launch.torchrun_command(2, ["run", VALID, "--logdir", "runs"],
+                                                max_restarts=3)]
+    assert launched[0][launched[0].index("--max-restarts") + 1] == "3"
+    alone = cli(capsys, "run", VALID, "--max-restarts", "3")
+    assert alone.code == 2 and "--max-restarts applies with --ddp N" in alone.err
+
+
 def test_rank_arguments_keep_every_run_option_but_ddp() -> None:
+    """... and --max-restarts, which is torchrun's."""
     parser = cli_module.build_parser()
     argv = ["run", VALID, "--ddp", "2", "--device", "cpu", "--logdir", "l", "--check",
             "--quiet", "--traceback", "--dist-timeout", "1.5", "--resume", "l/other",
             "--allow-plan-change", "--overwrite", "--checkpoint-every", "4",
-            "--set", "optimizer.lr=0.1", "--set", "seed=3"]
+            "--set", "optimizer.lr=0.1", "--set", "seed=3", "--max-restarts", "2"]
     args = parser.parse_args(argv)
     again = parser.parse_args(launch.rank_arguments(args))
-    assert {**vars(args), "ddp": None} == vars(again)
+    assert {**vars(args), "ddp": None, "max_restarts": 0} == vars(again)
     bare = parser.parse_args(["run", VALID, "--ddp", "2", "--resume"])
     assert parser.parse_args(launch.rank_arguments(bare)).resume is True
     options = {opt for action in parser._subparsers._group_actions[0].choices["run"]._actions
                for opt in action.option_strings}
-    assert options - {"-h", "--help", "--ddp"} <= set(launch.rank_arguments(args)), (
+    assert options - {"-h", "--help", "--ddp", "--max-restarts"} <= set(
+        launch.rank_arguments(args)), (
         "a new `run` option must be passed on to the ranks by rank_arguments")
 
 
@@ -75,6 +88,7 @@ def test_ddp_inside_torchrun_is_refused(capsys: pytest.CaptureFixture[str],
     ("--ddp", "0", "--ddp '0': give a number of processes >= 1"),
     ("--ddp", "two", "--ddp 'two': give a number of processes >= 1"),
     ("--dist-timeout", "-3", "'-3' is not a positive number of seconds"),
+    ("--max-restarts", "-1", "--max-restarts '-1': give a number of restarts >= 0"),
 ])
 def test_bad_values_are_usage_errors(capsys: pytest.CaptureFixture[str], option: str,
                                      value: str, message: str) -> None:

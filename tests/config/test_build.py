@@ -265,3 +265,23 @@ def test_a_built_in_callback_that_needs_its_arguments_made_stands_in(tmp_path: P
     assert callback.type == "stagegraph.runtime.callbacks.metrics.TorchMetricsCallback"
     assert callback.writes == ("metric.f1", "loader_metric.f1")
     assert callback.events == ("on_loader_start", "on_batch_end", "on_loader_end")
+
+
+def test_fast_path_is_read_at_the_top_in_defaults_and_in_stages(tmp_path: Path) -> None:
+    exp = load(tmp_path, """
+        experiment: fp
+        fast_path: false
+        stages:
+          a: {}
+          b: {fast_path: true}
+    """)
+    assert exp.fast_path is False
+    assert [s.params["fast_path"] for s in exp.stages] == [False, True]
+    exp = load(tmp_path, """
+        experiment: fp
+        defaults: {fast_path: false}
+        stages: {a: {}, b: {fast_path: true}}
+    """)
+    assert [s.params["fast_path"] for s in exp.stages] == [False, True]
+    assert problems(tmp_path, "experiment: fp\nfast_path: no\nstages: {a: {}}\n")[0].startswith(
+        "exp.yaml:2:12: error[SF803]")

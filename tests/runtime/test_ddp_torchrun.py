@@ -27,6 +27,8 @@ ROOT = Path(__file__).parent.parent.parent
 FIXTURE = Path(__file__).parent / "fixtures" / "ddp_experiment.py"
 #: Both ranks must be gone this soon after one of them failed (torchrun stops the other).
 BOUND_SECONDS = 60
+#: ``stagegraph run --ddp 2`` on the fixture (torchrun started by stagegraph).
+DDP_RUN = ["-m", "stagegraph", "run", str(FIXTURE), "--ddp", "2", "--quiet"]
 
 
 @dataclass
@@ -61,9 +63,11 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def torchrun(out: Path, *options: str, **extra: str) -> Launch:
-    """``torchrun --nproc_per_node 2`` with a c10d rendezvous on a free port, as a user would."""
+def torchrun(out: Path, *options: str, restarts: int = 0, **extra: str) -> Launch:
+    """``torchrun --nproc_per_node 2`` with a c10d rendezvous on a free port, as a user would;
+    ``restarts`` is its ``--max-restarts``."""
     command = ["-m", "torch.distributed.run", "--nnodes", "1", "--nproc_per_node", "2",
+               "--max-restarts", str(restarts),
                "--rdzv-backend", "c10d", "--rdzv-endpoint", f"127.0.0.1:{free_port()}",
                "-m", "stagegraph", "run", str(FIXTURE), "--quiet", *options]
     return launch(command, out, **extra)
@@ -161,12 +165,16 @@ def test_a_failure_on_one_rank_ends_both_with_a_clear_error(tmp_path: Path) -> N
     assert ("error: rank 1 of 2: run failed at stage 'train', epoch 1, loader 'train', "
             "batch 2, callback 'trouble' (on_batch_start): ValueError: injected failure on "
             "rank 1") in run.err
-    # Rank 0 either saw its peer go (a failed collective, with a hint) or was stopped by
-    # torchrun first; either way it says so.
+    # Rank 0 either saw its peer go (a failed collective, naming rank 1 once its process has
+    # ended) or was stopped by torchrun first; either way it says so.
     assert ("error: rank 0 of 2: run failed at stage 'train'" in run.err
-            and "another rank most likely failed first" in run.err) or (
-        "stagegraph: rank 0 of 2 stopped by SIGTERM" in run.err)
+            and (("rank 1 (pid " in run.err and "left the process group" in run.err)
+                 or "another rank most likely failed first" in run.err)) or (
+        "stagegraph: rank 0 of 2 stopped by SIGTERM" in run.err), run.err
     assert not list(tmp_path.glob("record.rank*.json")), "neither rank reached the end"
+    # torchrun's table shows each rank's message (from its error file), not its traceback.
+    assert "stagegraph/runtime/runner.py" not in run.err, run.err
+    assert "traceback : rank 1 of 2: run failed at stage 'train'" in run.err, run.err
 
 
 def test_a_hung_rank_ends_the_run_at_the_process_group_timeout(tmp_path: Path) -> None:

@@ -24,13 +24,12 @@ from stagegraph.launch import TorchrunEnv
 from stagegraph.runtime.distributed import (
     SIGTERM_EXIT,
     Distributed,
-    _exit_on_sigterm,
-    _rank_error,
     is_communication_error,
     prepare_model,
     unwrap_model,
 )
 from stagegraph.runtime.errors import DistributedError, PlanError, RunError
+from stagegraph.runtime.rank_failure import SigtermExit, rank_error
 
 SetEnv = Callable[[int, int], None]
 
@@ -169,21 +168,26 @@ def test_a_lost_peer_gets_a_hint() -> None:
     assert is_communication_error(lost) and not is_communication_error(ValueError("x"))
     err = RunError("run failed at stage 'train'", {"stage": "train"})
     err.__cause__ = lost
-    text = str(_rank_error(err, TorchrunEnv(0, 2, 0, 2), timeout=30))
+    text = str(rank_error(err, TorchrunEnv(0, 2, 0, 2), timeout=30))
     assert text.startswith("rank 0 of 2: run failed at stage 'train'\n  hint: a collective")
     assert "another rank most likely failed first" in text and "30 s" in text
     assert "STAGEGRAPH_DIST_TIMEOUT" in text
 
 
 def test_sigterm_says_which_rank_stopped(capsys: pytest.CaptureFixture[str]) -> None:
-    previous = _exit_on_sigterm(TorchrunEnv(1, 2, 1, 2))
+    sigterm = SigtermExit(TorchrunEnv(1, 2, 1, 2))
+    assert sigterm.install()
     try:
         with pytest.raises(SystemExit) as stopped:
             signal.raise_signal(signal.SIGTERM)
+        assert "stagegraph: rank 1 of 2 stopped by SIGTERM" in capsys.readouterr().err
+        sigterm.reporting = True  # a rank saying its own failure is not cut short
+        signal.raise_signal(signal.SIGTERM)
+        assert capsys.readouterr().err == ""
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        sigterm.restore()
     assert stopped.value.code == SIGTERM_EXIT
-    assert "stagegraph: rank 1 of 2 stopped by SIGTERM" in capsys.readouterr().err
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
 
 
 def test_a_broken_environment_stops_the_runner_before_anything_runs(

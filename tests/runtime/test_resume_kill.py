@@ -53,16 +53,18 @@ CHAIN_LATE: list[Any] = [
 ]
 
 
-def harness(tmp: Path, chain: list[Any], resume_first: bool = False, extra: list[str] | None = None
-            ) -> tuple[Path, Path, list[dict[str, Any]]]:
+def harness(tmp: Path, chain: list[Any], resume_first: bool = False, extra: list[str] | None = None,
+            ref_env: dict[str, str] | None = None) -> tuple[Path, Path, list[dict[str, Any]]]:
     """Run the reference, then ``chain`` in another logdir; returns both logdirs and results.
 
     A point is a kill point (``None``: run to the end), a file to damage (a tuple), or a signal
-    the harness sends after a delay (a dict); ``extra`` options go to every run of the chain.
+    the harness sends after a delay (a dict); ``extra`` options go to every run of the chain,
+    ``ref_env`` to the reference's environment.
     """
     ref, run = tmp / "ref", tmp / "run"
     base = ["run", EXPERIMENT, "--device", "cpu", "--quiet"]
-    steps: list[dict[str, Any]] = [{"run": [*base, "--logdir", str(ref)], "out": str(tmp / "ref")}]
+    steps: list[dict[str, Any]] = [{"run": [*base, "--logdir", str(ref)], "out": str(tmp / "ref"),
+                                    "env": dict(ref_env or {})}]
     for i, point in enumerate(chain):
         if isinstance(point, tuple):
             steps.append({"corrupt": str(run / "checkpoints" / "resume" / point[1]),

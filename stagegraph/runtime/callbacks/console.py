@@ -73,9 +73,9 @@ class ConsoleLogger(Callback):
     every ``refresh_interval`` seconds (``log_interval`` when ``file`` is not a terminal, so CI
     logs stay short), which keeps the per-batch cost to a counter and a clock read. A redraw reads
     the running means back from the device (`MetricAggregationCallback.running`): a host
-    synchronisation, by design, once per refresh interval and never in the batches between. Per
-    epoch, one
-    line with every epoch metric (diagnostics whose name starts with ``_`` left out) and
+    synchronisation, by design, once per refresh interval and never in the batches between. At
+    stage start, one line per loader: whether it takes the batch fast path, and if not, why. Per
+    epoch, one line with every epoch metric (diagnostics whose name starts with ``_`` left out) and
     ``(best)`` when the epoch is the best so far. At experiment end, a table of the best valid
     metrics of each stage. ``file`` defaults to ``sys.stdout``.
     """
@@ -115,6 +115,8 @@ class ConsoleLogger(Callback):
             f"main metric {runner.main_metric} "
             f"({'min' if runner.minimize_metric else 'max'})")
         self._print(f"stage {runner.stage_name!r}: {runner.num_epochs} epoch(s), {kind}")
+        for decision in getattr(runner, "fast_path", {}).values():  # how each loader is read
+            self._print(f"  {decision}")
         history = self._history(runner)
         for stage, best in self._stages.items():  # restored from a checkpoint: stages before
             history.setdefault(stage, best)

@@ -269,12 +269,18 @@ def plain(obj: Any, where: str = "checkpoint") -> Any:
 
 
 def unwrap(model: Any) -> Any:
-    """The module inside ``DistributedDataParallel`` / ``DataParallel`` wrappers."""
+    """The module inside ``DistributedDataParallel`` / ``DataParallel`` wrappers, and inside the
+    ``OptimizedModule`` a user's own ``torch.compile(model)`` returns (whose ``state_dict`` keys
+    carry an ``_orig_mod.`` prefix that must not reach a checkpoint)."""
     import torch
 
-    while isinstance(model, (torch.nn.parallel.DistributedDataParallel, torch.nn.DataParallel)):
-        model = model.module
-    return model
+    while True:
+        if isinstance(model, (torch.nn.parallel.DistributedDataParallel, torch.nn.DataParallel)):
+            model = model.module
+        elif isinstance(model, torch.nn.Module) and "_orig_mod" in model._modules:
+            model = model._modules["_orig_mod"]
+        else:
+            return model
 
 
 def state_of(component: Any) -> Any:

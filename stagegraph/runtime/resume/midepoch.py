@@ -25,7 +25,7 @@ import contextlib
 import signal
 import threading
 import warnings
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from itertools import islice
 from pathlib import Path
@@ -167,21 +167,23 @@ class MidEpoch:
         runner.epoch_metrics = dict(self._resume_at["epoch_metrics"])
         return int(self._resume_at["loader_index"])
 
-    def batches(self, runner: Any, index: int, loader: Any, limit: int | None) -> Iterator[Any]:
-        """After ``on_loader_start``: the loader's batches (resumed: those not done yet)."""
+    def batches(self, runner: Any, index: int, loader: Any, limit: int | None,
+                iterate: Callable[[Any], Iterator[Any]] = iter) -> Iterator[Any]:
+        """After ``on_loader_start``: the loader's batches (resumed: those not done yet), each
+        loader iterated by ``iterate`` (`iter`, or the batch fast path's)."""
         self._index = index
         position, self._resume_at = self._resume_at, None
         if position is None:
             self._problem = unskippable(loader) if self.enabled else "no checkpoints are written"
             self._start = (None if self._problem is not None else
                            {"rng": rng.capture(), "loaders": rng.capture_loaders({"": loader})})
-            batches: Iterator[Any] = iter(loader)
+            batches: Iterator[Any] = iterate(loader)
             done = 0
         else:
             done = _restore_loader_state(runner, position)
             resumed = skipping_loader(loader, done)
             _put_generators(loader, position["start"])
-            batches = iter(resumed)
+            batches = iterate(resumed)
             resumed.batch_sampler.advance()  # type: ignore[union-attr]
             _put_generators(loader, position["now"])
             self._start, self._problem = position["start"], None
