@@ -16,29 +16,26 @@ from typing import Any
 import torch
 from torch.utils.data import DistributedSampler
 
-from stagegraph.compiler.compile_options import stage_compile, torch_options
 from stagegraph.compiler.plan import ExecutionPlan
 from stagegraph.graph.enums import LoaderKind
 from stagegraph.graph.experiment import Experiment
 from stagegraph.runtime import lock
 from stagegraph.runtime.binding import Hook, StageBinding, bind
-from stagegraph.runtime.callbacks.files import unwrap
 from stagegraph.runtime.callbacks.writer import CheckpointWriter, sync_requested
-from stagegraph.runtime.compiled import CompiledStage, compile_stage
+from stagegraph.runtime.compiled import CompiledStage
 from stagegraph.runtime.components import ComponentBuilder
 from stagegraph.runtime.device import batch_mover, batch_size, resolve_device
 from stagegraph.runtime.distributed import Distributed
 from stagegraph.runtime.elastic import Elastic
 from stagegraph.runtime.errors import CheckpointWriteError, RunError, StagegraphWarning
-from stagegraph.runtime.fastpath import Decision, Iterate, decide
+from stagegraph.runtime.fastpath import Decision, Iterate
 from stagegraph.runtime.faults import explain
 from stagegraph.runtime.loop import describe, loader_batch_size, loader_len, place, set_train_mode
-from stagegraph.runtime.optim import StageContext, train_batch_size
-from stagegraph.runtime.optim_state import CarriedOptimizer, carry
-from stagegraph.runtime.precision import make_scaler, precision_step
+from stagegraph.runtime.optim_state import CarriedOptimizer
 from stagegraph.runtime.resolve import runnable_plan
 from stagegraph.runtime.resume.midepoch import MidEpoch, Stopped, StopRun
 from stagegraph.runtime.seeding import set_global_seed
+from stagegraph.runtime.stage_setup import build_stage, keep_optimizer, release_compiled
 from stagegraph.runtime.state import RunnerState
 
 #: How far a check run goes: batches per loader and epochs per stage.
@@ -156,7 +153,7 @@ class Runner(RunnerState):
                     self._failed_writes()
                     self._handle_exception(err)
                 finally:
-                    self._release_compiled(report=False)  # after a failure: plain modules
+                    release_compiled(self, report=False)  # after a failure: plain modules
                     self.checkpoint_writer.close()
         return self
 
@@ -193,7 +190,8 @@ class Runner(RunnerState):
 
     def run_stage(self, binding: StageBinding) -> None:
         self._enter_stage(binding)
-        self._build_stage()
+        self._depth = _STAGE
+        build_stage(self)
         self._resume.enter_stage(self)
         self._fire("on_stage_start", self._table("on_stage_start"))
         for _ in range(self._resume.stage_started(self)):
@@ -207,8 +205,8 @@ class Runner(RunnerState):
                 break
         self._depth = _STAGE
         self._fire("on_stage_end", self._table("on_stage_end"))
-        self._release_compiled(report=True)
-        self._keep_optimizer(binding)
+        release_compiled(self, report=True)
+        keep_optimizer(self, binding)
 
     def run_epoch(self) -> None:
         self.epoch += 1
@@ -293,65 +291,6 @@ class Runner(RunnerState):
         self.reset_loader_state()
         self._on_batch_start = binding.table("on_batch_start")
         self._on_batch_end = binding.table("on_batch_end")
-
-    def _build_stage(self) -> None:
-        """Seed, then build the components and (seeded again) the loaders of the stage."""
-        assert self.stage is not None
-        self._depth = _STAGE
-        stage_def = self.experiment.stage(self.stage.name)
-        listed = self.stage.components
-        set_global_seed(self.plan.seed)
-        self.model, self.criterion = self._builder.model_and_criterion(stage_def, listed)
-        set_global_seed(self.plan.seed)
-        self.loaders = self._builder.loaders(stage_def)
-        # After the loaders (optimizer options may scale the learning rate by their batch size);
-        # building an optimizer draws no random numbers, so the seeding is as before.
-        self.optimizer, self.scheduler = self._builder.optimizer_and_scheduler(
-            stage_def, listed, self.model, self._stage_context())
-        if self._distributed is not None:  # DDP model, sharded train loaders
-            self.model, self.loaders = self._distributed.prepare_stage(
-                self.model, self.loaders, self.stage, self.plan.seed)
-        decided = {lp.name: decide(lp.name, self.loaders[lp.name], self.stage.fast_path)
-                   for lp in self.stage.loaders}
-        self.fast_path = {name: decision for name, (decision, _) in decided.items()}
-        self._loader_items = tuple((lp.name, lp.kind, self.loaders[lp.name], decided[lp.name][1])
-                                   for lp in self.stage.loaders)
-        self.scaler = make_scaler(self.precision, self.device)
-        self._compile_stage(stage_def)
-        handler = self._builder.handler(stage_def)
-        self._step = precision_step(handler, self.precision, self.device)
-
-    def _compile_stage(self, stage_def: Any) -> None:
-        """``compile=``: the model (in place) and the criterion, once for the whole stage."""
-        assert self.stage is not None
-        if self.stage.compile is None:
-            return
-        kinds = {lp.kind is LoaderKind.train for lp in self.stage.loaders}
-        self.compiled, self.criterion = compile_stage(
-            self.stage.name, torch_options(stage_compile(self.experiment, stage_def)),
-            self.model, self.criterion, modes=len(kinds))
-
-    def _release_compiled(self, report: bool) -> None:
-        if self.compiled is not None:
-            self.compilations[self.compiled.stage] = self.compiled.release(report=report)
-            self.compiled = None
-
-    def _stage_context(self) -> StageContext:
-        assert self.stage is not None
-        train = [lp.name for lp in self.stage.loaders if lp.kind is LoaderKind.train]
-        size, problem = train_batch_size(self.loaders, train)
-        return StageContext(stage=self.stage.name, batch_size=size, batch_size_problem=problem,
-                            previous=self.kept_optimizer, resuming=self._resume.restores_stage)
-
-    def _keep_optimizer(self, binding: StageBinding) -> None:
-        """Keep this stage's optimizer state if a later stage starts from it, else let it go."""
-        if self.optimizer is not None:
-            self.kept_optimizer = carry(binding.plan.name, self.optimizer, unwrap(self.model))
-        later = self._bindings[self._bindings.index(binding) + 1:]
-        user = next((b for b in later if "optimizer" in b.plan.components), None)
-        if user is None or not self._builder.wants_previous_optimizer(
-                self.experiment.stage(user.plan.name)):
-            self.kept_optimizer = None
 
     def _enter_loader(self, name: str, kind: LoaderKind, loader: Any) -> None:
         self.loader_name = name
