@@ -27,6 +27,7 @@ from stagegraph.config.document import SUFFIXES, Document, read_document
 from stagegraph.config.interpolation import interpolate
 from stagegraph.config.overrides import OVERRIDE_CODES, apply_overrides
 from stagegraph.config.positions import LocatedDiagnostic, locate
+from stagegraph.config.precheck import precheck_targets
 from stagegraph.config.problems import ConfigError, ConfigProblem, Position, Problems
 from stagegraph.config.validation import validate
 from stagegraph.loading import LoadError, LoadProblem, add_folder
@@ -65,10 +66,12 @@ def load_config(path: str, *, overrides: Sequence[str] = (), static: bool = Fals
     problems.raise_if_errors(exit_code=2)
     merge_defaults(document)
     interpolate(document, problems)
+    search_path = [str(file.resolve().parent), *sys.path]
     if not problems.errors:
         validate(document, problems)
+        if problems.errors:  # no experiment is built: still say what is wrong with its targets
+            precheck_targets(document, problems, search_path)
     problems.raise_if_errors(exit_code=_exit_code(problems))
-    search_path = [str(file.resolve().parent), *sys.path]
     if not static:
         add_folder(file)
     experiment = Builder(document, problems, static=static,

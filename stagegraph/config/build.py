@@ -175,7 +175,7 @@ class Builder:
                     self.problems.error(code, problem.message, problem.hint,
                                         self._at(path, problem.key))
         for key, value in spec.items():
-            for inner_path, inner in _nested_targets(value, (*path, key)):
+            for inner_path, inner in nested_targets(value, (*path, key)):
                 self.check(inner, inner_path, positional=0)
         return len(self.problems.errors) == before
 
@@ -185,14 +185,14 @@ class Builder:
         return self.document.key_at((*path, key))
 
 
-def _nested_targets(value: Any, path: Path) -> list[tuple[Path, Mapping[str, Any]]]:
+def nested_targets(value: Any, path: Path) -> list[tuple[Path, Mapping[str, Any]]]:
     if isinstance(value, Mapping) and TARGET_KEY in value:
         return [(path, value)]
     items = value.items() if isinstance(value, Mapping) else (
         enumerate(value) if isinstance(value, list) else ())
     found = []
     for key, item in items:
-        found.extend(_nested_targets(item, (*path, key)))
+        found.extend(nested_targets(item, (*path, key)))
     return found
 
 

@@ -90,7 +90,7 @@ class CallbackMaker:
 
     # --- built-in -----------------------------------------------------------------------------
     def _builtin(self, target: str, kwargs: dict[str, Any], path: Path) -> Callback | None:
-        cls = self._builtin_class(target, path)
+        cls = self.builtin_class(target, path)
         if cls is None:
             return None
         arguments = (self._lazy(kwargs) if self.static else instantiate(kwargs))
@@ -118,7 +118,7 @@ class CallbackMaker:
                   if getattr(cls, event) is not getattr(Callback, event)]
         return stand_in_class(cls.__module__, cls.__qualname__, declarations, events)(**kwargs)
 
-    def _builtin_class(self, target: str, path: Path) -> type[Callback] | None:
+    def builtin_class(self, target: str, path: Path) -> type[Callback] | None:
         at = self.document.value_at((*path, TARGET_KEY))
         dotted = target
         if "." not in target and ":" not in target:

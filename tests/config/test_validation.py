@@ -85,6 +85,7 @@ def test_a_loader_mapping_or_factory(tmp_path: Path) -> None:
             loaders: {train: 3}
         """)
     assert first_lines(found) == [
+        "exp.yaml:2:21: error[SF810] no module named 'data' (in data.loaders).",
         "exp.yaml:2:44: error[SF803] loaders._names_ must be a list, not 'train'",
         "exp.yaml:5:22: error[SF803] 'train' of stages.train.loaders must be a mapping, not 3",
     ]
