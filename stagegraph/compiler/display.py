@@ -136,8 +136,8 @@ def _stage_head(stage: StagePlan) -> Inline:
     kind = "inference" if stage.is_infer else (
         f"main metric {_metric(stage)}, valid loader {stage.valid_loader!r}")
     after: Inline = (", after ", *_joined(stage.after)) if stage.after else ()
-    return (Bold("Stage"), " ", Code(stage.name), f" (stage {stage.index + 1}): "
-            f"{stage.num_epochs} epoch(s), {kind}", *after)
+    return (Bold(f"Stage {stage.index + 1}"), " ", Code(stage.name),
+            f": {stage.num_epochs} epoch(s), {kind}", *after)
 
 
 def _callback_row(i: int, cb: CallbackPlan) -> tuple[Inline, ...]:

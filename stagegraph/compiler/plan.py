@@ -265,6 +265,12 @@ class ExecutionPlan(Frozen):
 
         return plan_to_text(self)
 
+    def _repr_markdown_(self) -> str:
+        return display.plan_markdown(self)
+
+    def _repr_html_(self) -> str:
+        return display.plan_html(self, _svg(self))
+
     def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, Any]:
         """Jupyter shows a summary (stages, callbacks in order, diagnostics) and the diagram.
 

@@ -67,7 +67,7 @@ def test_unordered_and_unknown_explanations_list_the_reasons() -> None:
 def test_a_stage_shows_settings_and_callbacks_in_order() -> None:
     stage = plan().stage("train")
     markdown = stage._repr_markdown_()
-    assert markdown.startswith("**Stage** `train` (stage 1): ")
+    assert markdown.startswith("**Stage 1** `train`: ")
     assert "- loaders: `train` (train), `valid` (valid)\n" in markdown
     names = [line.split(" | ")[1] for line in markdown.splitlines() if line.startswith("| ")][1:]
     assert names == [f"`{cb.name}`" for cb in stage.callbacks]

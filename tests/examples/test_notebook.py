@@ -106,13 +106,13 @@ def test_explain_shows_the_chain_of_edges(executed: Any) -> None:
 def test_a_stage_shows_its_callbacks_in_order(executed: Any) -> None:
     data = result(executed, 'plan.stage("train")')
     markdown = data["text/markdown"]
-    assert markdown.startswith("**Stage** `train` (stage 2): 20 epoch(s), main metric accuracy "
+    assert markdown.startswith("**Stage 2** `train`: 20 epoch(s), main metric accuracy "
                                "(max), valid loader 'valid', after `pretrain`")
     rows = [line.split(" | ")[1] for line in markdown.splitlines() if line.startswith("| ")][1:]
     assert rows == ["`accuracy`", "`criterion`", "`metric_aggregation`", "`optimizer`",
                     "`validation`", "`scheduler`", "`console`", "`early_stopping`",
                     "`checkpoint`"]
-    assert "<strong>Stage</strong> <code>train</code>" in data["text/html"]
+    assert "<strong>Stage 2</strong> <code>train</code>" in data["text/html"]
 
 
 def test_diagnostics_display_as_a_table(executed: Any) -> None:
