@@ -67,16 +67,13 @@ def did_you_mean(name: object, candidates: Iterable[str]) -> str:
 
 
 class DiagnosticList(tuple[Diagnostic, ...]):
-    """The diagnostics of a plan: a tuple that prints one per line and displays as a table.
+    """The diagnostics of a plan: a tuple that notebooks display as a table.
 
-    ``plan.diagnostics``, ``plan.errors`` and ``plan.warnings`` are one; it compares equal to a
-    plain tuple of the same diagnostics, and slicing it gives a plain tuple.
+    ``plan.diagnostics``, ``plan.errors`` and ``plan.warnings`` are one; it prints and compares
+    as a plain tuple of the same diagnostics, and slicing it gives a plain tuple.
     """
 
     __slots__ = ()
-
-    def __str__(self) -> str:
-        return "\n".join(str(d) for d in self) if self else "no diagnostics"
 
     def _repr_markdown_(self) -> str:
         from stagegraph.compiler.display import diagnostics_markdown

@@ -207,7 +207,7 @@ class ExecutionPlan(Frozen):
     stages: tuple[StagePlan, ...] = ()
     stage_edges: tuple[StageEdge, ...] = ()
     lints: dict[str, str] = Field(default_factory=dict)
-    diagnostics: DiagnosticField = DiagnosticList()
+    diagnostics: DiagnosticField = Field(default=(), validate_default=True)
     hash: str = ""
 
     _experiment: Any = PrivateAttr(default=None)
