@@ -132,8 +132,22 @@ def test_the_check_run_shows_progress_and_finishes(executed: Any) -> None:
         assert f"'{stage}'" in text
     accuracy = result(executed, "sg.run(")["text/plain"]  # test_accuracy.txt in the logdir
     assert re.fullmatch(r"'0\.\d{4}\\n'", accuracy), accuracy
-    widgets = [o.data[WIDGET] for o in outs if o.output_type == "display_data" and WIDGET in o.data]
+    widgets = [o for o in outs if o.output_type == "display_data" and WIDGET in o.data]
     if importlib.util.find_spec("ipywidgets") is None:
         assert widgets == []
-    else:  # one bar per loader and epoch: 2 epochs x 2 loaders in 3 stages, then infer
-        assert len(widgets) == 13 and all(w["model_id"] for w in widgets)
+        return
+    # One bar per loader and epoch (2 epochs x 2 loaders in 3 stages, then infer), each full.
+    loaders = [re.findall(r"\b(train|valid|infer)\b", w.data["text/plain"]) for w in widgets]
+    assert loaders == [["train"], ["valid"]] * 6 + [["infer"]]
+    for widget in widgets:
+        done, total = progress(executed, widget.data[WIDGET]["model_id"])
+        assert done == total > 0
+
+
+def progress(notebook: Any, model_id: str) -> tuple[float, float]:
+    """The final value and maximum of a tqdm widget's bar, from the notebook's widget state."""
+    state = notebook.metadata.widgets["application/vnd.jupyter.widget-state+json"]["state"]
+    refs = state[model_id]["state"]["children"]
+    children = [state[ref.removeprefix("IPY_MODEL_")] for ref in refs]
+    [bar] = [c["state"] for c in children if c["model_name"] == "FloatProgressModel"]
+    return bar["value"], bar["max"]
