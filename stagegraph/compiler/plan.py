@@ -277,13 +277,13 @@ class ExecutionPlan(Frozen):
         The HTML form holds the diagram as SVG where ``dot`` is installed; ``image/svg+xml`` is
         the diagram alone, ``text/markdown`` the summary and ``text/plain`` the text form.
         """
-        svg = _svg(self)
+        def wanted(mime: str) -> bool:
+            return (not include or mime in include) and not (exclude and mime in exclude)
+
+        svg = _svg(self) if wanted("text/html") or wanted("image/svg+xml") else None
         bundle = {"text/plain": str(self), "text/markdown": display.plan_markdown(self),
-                  "text/html": display.plan_html(self, svg)}
-        if svg is not None:
-            bundle["image/svg+xml"] = svg
-        return {mime: data for mime, data in bundle.items()
-                if (not include or mime in include) and not (exclude and mime in exclude)}
+                  "text/html": display.plan_html(self, svg), "image/svg+xml": svg}
+        return {mime: data for mime, data in bundle.items() if data is not None and wanted(mime)}
 
 
 def _svg(plan: ExecutionPlan) -> str | None:

@@ -106,6 +106,7 @@ def test_a_plan_displays_a_summary_and_the_diagram(monkeypatch: pytest.MonkeyPat
     assert bundle["text/markdown"].startswith("Plan for experiment `test`: 1 stage(s), seed ")
     assert "| 1 | `train` |   | 1 | " in bundle["text/markdown"]
     assert set(compiled._repr_mimebundle_(include=["text/html"])) == {"text/html"}
+    assert set(compiled._repr_mimebundle_(include=["text/plain"])) == {"text/plain"}
     assert "text/html" not in compiled._repr_mimebundle_(exclude=["text/html"])
 
     def no_dot(*args: object, **kwargs: object) -> str:
