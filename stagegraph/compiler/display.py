@@ -127,8 +127,8 @@ def diagnostics_blocks(diagnostics: Sequence[Diagnostic]) -> list[Block]:
     head = (Bold(f"{len(diagnostics)} diagnostic(s)"),
             f": {counts[Severity.error]} error(s), {counts[Severity.warning]} warning(s), "
             f"{counts[Severity.info]} info")
-    rows = tuple(_cells(d.severity.value, Code(d.code), str(d.location), d.message, d.hint)
-                 for d in diagnostics)
+    rows = tuple(_cells(d.severity.value, Code(d.code), str(d.location), _prose(d.message),
+                        _prose(d.hint)) for d in diagnostics)
     return [Para(head), Table(("severity", "code", "where", "message", "hint"), rows)]
 
 
@@ -163,6 +163,14 @@ def _flat(separator: str, parts: Iterable[Inline]) -> Inline:
 
 def _cells(*cells: Span | Inline) -> tuple[Inline, ...]:
     return tuple(cell if isinstance(cell, tuple) else (cell,) for cell in cells)
+
+
+def _prose(text: str) -> Inline:
+    """A message whose ```backquoted``` parts (commands, code) become code spans."""
+    parts = text.split("`")
+    if len(parts) % 2 == 0:  # an unpaired backquote: leave the text as it is
+        return (text,)
+    return tuple(Code(part) if i % 2 else part for i, part in enumerate(parts) if part)
 
 
 def _note(line: str) -> str:

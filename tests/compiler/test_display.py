@@ -77,15 +77,17 @@ def test_a_stage_shows_settings_and_callbacks_in_order() -> None:
 def test_diagnostics_are_a_tuple_that_displays_as_a_table() -> None:
     compiled = plan(logdir=None)
     note = Diagnostic(code="SF999", severity=Severity.warning, location=Location(stage="train"),
-                      message="a <note>", hint="fix it")
+                      message="a <note>, run `stagegraph validate`", hint="a lone ` stays")
     diagnostics = DiagnosticList((note,))
     assert diagnostics == (note,) and diagnostics[:1] == (note,) and type(diagnostics[:1]) is tuple
     assert str(diagnostics) == str((note,))  # prints as it always did
     assert diagnostics._repr_markdown_() == (
         "**1 diagnostic(s)**: 0 error(s), 1 warning(s), 0 info\n\n"
         "| severity | code | where | message | hint |\n|---|---|---|---|---|\n"
-        "| warning | `SF999` | stage 'train' | a &lt;note&gt; | fix it |\n")
-    assert "<td style=\"text-align:left\">a &lt;note&gt;</td>" in diagnostics._repr_html_()
+        "| warning | `SF999` | stage 'train' | a &lt;note&gt;, run `stagegraph validate` | "
+        "a lone \\` stays |\n")
+    assert ("<td style=\"text-align:left\">a &lt;note&gt;, run <code>stagegraph validate</code>"
+            "</td>") in diagnostics._repr_html_()
     assert isinstance(compiled.diagnostics, DiagnosticList)
     assert isinstance(compiled.errors, DiagnosticList) and compiled.errors == ()
     assert DiagnosticList()._repr_markdown_() == "No diagnostics: the plan is clean.\n"
