@@ -66,6 +66,26 @@ def did_you_mean(name: object, candidates: Iterable[str]) -> str:
     return f" Did you mean {matches[0]!r}?" if matches else ""
 
 
+class DiagnosticList(tuple[Diagnostic, ...]):
+    """The diagnostics of a plan: a tuple that notebooks display as a table.
+
+    ``plan.diagnostics``, ``plan.errors`` and ``plan.warnings`` are one; it prints and compares
+    as a plain tuple of the same diagnostics, and slicing it gives a plain tuple.
+    """
+
+    __slots__ = ()
+
+    def _repr_markdown_(self) -> str:
+        from stagegraph.compiler.display import diagnostics_markdown
+
+        return diagnostics_markdown(self)
+
+    def _repr_html_(self) -> str:
+        from stagegraph.compiler.display import diagnostics_html
+
+        return diagnostics_html(self)
+
+
 class Diagnostics:
     """A collector the passes append to; nothing is raised."""
 
@@ -95,7 +115,7 @@ class Diagnostics:
         self.add(code, Severity.info, message, hint, **location)
 
     def sorted(self, stage_rank: dict[str, int], callback_rank: dict[tuple[str, str], int]
-               ) -> tuple[Diagnostic, ...]:
+               ) -> DiagnosticList:
         """Sorted by location (stages and callbacks in declaration order), then code."""
 
         def key(d: Diagnostic) -> tuple[object, ...]:
@@ -107,4 +127,4 @@ class Diagnostics:
                     d.message)
 
         unique = list(dict.fromkeys(self.items))
-        return tuple(sorted(unique, key=key))
+        return DiagnosticList(sorted(unique, key=key))

@@ -7,6 +7,7 @@ from itertools import pairwise
 
 import networkx as nx
 
+from stagegraph.compiler import display
 from stagegraph.compiler.plan import CallbackPlan, EdgePlan, ExecutionPlan, StagePlan
 from stagegraph.graph.enums import bucket_name
 
@@ -24,6 +25,12 @@ class Explanation:
 
     def __str__(self) -> str:
         return "\n".join(self.lines)
+
+    def _repr_markdown_(self) -> str:
+        return display.explanation_markdown(self)
+
+    def _repr_html_(self) -> str:
+        return display.explanation_html(self)
 
 
 def explain(plan: ExecutionPlan, stage_name: str, first: str, second: str) -> Explanation:

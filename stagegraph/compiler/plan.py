@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
-from pydantic import Field, PrivateAttr
+from pydantic import AfterValidator, Field, PrivateAttr
 
-from stagegraph.compiler.diagnostics import Diagnostic, Frozen, Severity
+from stagegraph.compiler import display
+from stagegraph.compiler.diagnostics import Diagnostic, DiagnosticList, Frozen, Severity
 from stagegraph.graph.enums import CallbackNode, CallbackScope, LoaderKind, RankKind
 
 if TYPE_CHECKING:
@@ -24,6 +25,8 @@ if TYPE_CHECKING:
 SCHEMA_VERSION = 1
 
 Origin = Literal["declared", "migrated", "default"]
+#: A plan's diagnostics field: a tuple, held as a `DiagnosticList` so notebooks display it.
+DiagnosticField = Annotated[tuple[Diagnostic, ...], AfterValidator(DiagnosticList)]
 EdgeKind = Literal["explicit", "dataflow"]
 
 
@@ -179,6 +182,12 @@ class StagePlan(Frozen):
                 return cb
         raise KeyError(f"stage {self.name!r} has no callback {name!r}")
 
+    def _repr_markdown_(self) -> str:
+        return display.stage_markdown(self)
+
+    def _repr_html_(self) -> str:
+        return display.stage_html(self)
+
 
 class StageEdge(Frozen):
     source: str
@@ -198,7 +207,7 @@ class ExecutionPlan(Frozen):
     stages: tuple[StagePlan, ...] = ()
     stage_edges: tuple[StageEdge, ...] = ()
     lints: dict[str, str] = Field(default_factory=dict)
-    diagnostics: tuple[Diagnostic, ...] = ()
+    diagnostics: DiagnosticField = Field(default=(), validate_default=True)
     hash: str = ""
 
     _experiment: Any = PrivateAttr(default=None)
@@ -209,12 +218,12 @@ class ExecutionPlan(Frozen):
         return not self.errors
 
     @property
-    def errors(self) -> tuple[Diagnostic, ...]:
-        return tuple(d for d in self.diagnostics if d.severity is Severity.error)
+    def errors(self) -> DiagnosticList:
+        return DiagnosticList(d for d in self.diagnostics if d.severity is Severity.error)
 
     @property
-    def warnings(self) -> tuple[Diagnostic, ...]:
-        return tuple(d for d in self.diagnostics if d.severity is Severity.warning)
+    def warnings(self) -> DiagnosticList:
+        return DiagnosticList(d for d in self.diagnostics if d.severity is Severity.warning)
 
     @property
     def experiment_object(self) -> Any:
@@ -256,9 +265,35 @@ class ExecutionPlan(Frozen):
 
         return plan_to_text(self)
 
+    def _repr_markdown_(self) -> str:
+        return display.plan_markdown(self)
+
+    def _repr_html_(self) -> str:
+        return display.plan_html(self, _svg(self))
+
     def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, Any]:
-        """Jupyter shows the diagram (SVG where ``dot`` is installed) and the text form."""
-        return self.to_graphviz()._repr_mimebundle_(include, exclude)
+        """Jupyter shows a summary (stages, callbacks in order, diagnostics) and the diagram.
+
+        The HTML form holds the diagram as SVG where ``dot`` is installed; ``image/svg+xml`` is
+        the diagram alone, ``text/markdown`` the summary and ``text/plain`` the text form.
+        """
+        def wanted(mime: str) -> bool:
+            return (not include or mime in include) and not (exclude and mime in exclude)
+
+        svg = _svg(self) if wanted("text/html") or wanted("image/svg+xml") else None
+        bundle = {"text/plain": str(self), "text/markdown": display.plan_markdown(self),
+                  "text/html": display.plan_html(self, svg), "image/svg+xml": svg}
+        return {mime: data for mime, data in bundle.items() if data is not None and wanted(mime)}
+
+
+def _svg(plan: ExecutionPlan) -> str | None:
+    """The plan drawn as SVG, or ``None`` when graphviz's ``dot`` is not installed."""
+    import graphviz
+
+    try:
+        return plan.to_graphviz().pipe(format="svg", encoding="utf-8")
+    except graphviz.ExecutableNotFound:
+        return None
 
 
 def content_hash(plan: ExecutionPlan) -> str:

@@ -8,7 +8,7 @@ import weakref
 from collections.abc import Iterable, Sequence
 from typing import Any, ClassVar, TextIO
 
-from tqdm import tqdm
+from tqdm.auto import tqdm
 
 from stagegraph.graph.callback import Callback
 from stagegraph.graph.enums import CallbackNode, CallbackOrder
@@ -247,6 +247,8 @@ class LineProgress:
 
 
 def _is_tty(stream: Any) -> bool:
+    if type(stream).__module__.startswith("ipykernel."):  # Jupyter: tqdm.auto draws a widget
+        return True
     try:
         return bool(stream.isatty())
     except (AttributeError, ValueError):
