@@ -169,8 +169,8 @@ class MLflowLogger(Callback):
 
     def _start(self, runner: Any, client: Any, uri: str, folder: Path) -> tuple[Session, str]:
         plan = runner.plan
-        tags = {"stagegraph.plan_hash": plan.hash, "stagegraph.logdir": str(runner.logdir),
-                **self.tags}
+        tags = {"stagegraph.plan_hash": plan.hash,
+                "stagegraph.logdir": str(Path(runner.logdir).resolve()), **self.tags}
         session, experiment_id = mlflow_run.start_run(
             client, uri, folder, experiment=self.experiment_name or plan.experiment,
             run_name=self.run_name, tags=tags,

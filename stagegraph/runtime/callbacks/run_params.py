@@ -4,6 +4,7 @@ every param group, and the experiment's parameters flattened to ``key -> scalar`
 from __future__ import annotations
 
 import functools
+import inspect
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
@@ -135,12 +136,19 @@ def _qualname(value: Any) -> str:
 
 
 def _public(instance: Any) -> dict[str, Any]:
-    """A callback's own settings: its public attributes that hold plain values."""
+    """A callback's arguments, as far as it keeps them: the attributes named like a parameter
+    of its constructor that hold plain values (``None``, the usual "not given", left out)."""
+    try:
+        names = set(inspect.signature(type(instance).__init__).parameters) - _DECLARATIONS
+    except (TypeError, ValueError):
+        return {}
     return {key: value for key, value in vars(instance).items()
-            if not key.startswith("_") and key not in _DECLARATIONS and _plain(value)}
+            if key in names and value is not None and _plain(value)}
 
 
 def _plain(value: Any) -> bool:
+    if isinstance(value, Mapping):
+        return len(value) <= 20 and all(_plain(item) for item in value.values())
     if isinstance(value, (list, tuple)):
         return len(value) <= 20 and all(_plain(item) for item in value)
     return value is None or isinstance(value, (int, float, str, bool))

@@ -78,7 +78,7 @@ def test_a_resumed_run_continues_the_same_mlflow_run(tmp_path: Path) -> None:
     latest.write_bytes(latest.read_bytes()[:100])  # the resume starts after epoch 2
     with warnings.catch_warnings(record=True) as seen:
         warnings.simplefilter("always")
-        resumed = run(tmp_path, MLflowLogger(scope="experiment"), resume=True)
+        resumed = run(tmp_path, MLflowLogger(scope="experiment"), stop_at=99, resume=True)
     # The stopping point is a callback's argument, a parameter MLflow cannot change.
     changed = [str(w.message) for w in seen if "MLflow cannot change" in str(w.message)]
     assert len(changed) == 1 and "warmup.callbacks.stopper.at" in changed[0]
