@@ -42,7 +42,8 @@ def _local_store(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_one_run_with_params_metrics_tags_and_artifacts(tmp_path: Path) -> None:
-    run(tmp_path, MLflowLogger(scope="experiment", tags={"team": "vision"}))
+    # A logger per stage: the second one continues the run the first one started.
+    run(tmp_path, MLflowLogger(tags={"team": "vision"}), train_logger=MLflowLogger())
     client, run_id = _client(tmp_path), _run_id(tmp_path)
     found = client.get_run(run_id)
     assert found.info.status == "FINISHED"
@@ -60,6 +61,7 @@ def test_one_run_with_params_metrics_tags_and_artifacts(tmp_path: Path) -> None:
     assert tags["stage.warmup.global_epochs"] == "1-2"
     assert tags["stage.train.global_epochs"] == "3-5"
     assert tags["stage.train.status"] == "finished"
+    assert params["train.callbacks.logger"] == "MLflowLogger"
     plan = _artifacts(client, run_id, "plan")
     assert "plan/plan.json" in plan
     assert ("plan/plan.svg" in plan) == (shutil.which("dot") is not None)

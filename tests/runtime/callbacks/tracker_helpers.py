@@ -49,9 +49,11 @@ def _two_groups(model: nn.Module) -> torch.optim.Optimizer:
                             {"params": second.parameters(), "lr": 0.01}])
 
 
-def build(logger: sg.Callback, stop_at: int | None = None) -> sg.Experiment:
+def build(logger: sg.Callback, stop_at: int | None = None,
+          train_logger: sg.Callback | None = None) -> sg.Experiment:
     """Stage ``warmup`` (2 epochs, two param groups) then ``train`` (3 epochs, Adam), with
-    ``logger`` declared in ``warmup`` and migrating to ``train`` (experiment scope)."""
+    ``logger`` declared in ``warmup`` (with ``scope="experiment"`` it carries on into ``train``)
+    and ``train_logger``, if given, in ``train``."""
     exp = sg.Experiment("tiny", seed=1, criterion=nn.CrossEntropyLoss,
                         model=lambda: nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 2)))
     exp.add_stage("warmup", num_epochs=2, loaders=_loaders(), optimizer=_two_groups,
@@ -61,13 +63,16 @@ def build(logger: sg.Callback, stop_at: int | None = None) -> sg.Experiment:
     exp.add_stage("train", num_epochs=3, loaders=_loaders(),
                   optimizer=lambda m: torch.optim.Adam(m.parameters(), lr=0.003),
                   callbacks={"accuracy": AccuracyCallback(),
-                             "early_stopping": EarlyStoppingCallback(patience=5)})
+                             "early_stopping": EarlyStoppingCallback(patience=5),
+                             **({"logger": train_logger} if train_logger else {})})
     return exp
 
 
-def run(logdir: Path, logger: sg.Callback, stop_at: int | None = None, **runner: Any) -> Any:
+def run(logdir: Path, logger: sg.Callback, stop_at: int | None = None,
+        train_logger: sg.Callback | None = None, **runner: Any) -> Any:
     """Run into ``logdir``; stopped by `Stopper`, it returns ``None``."""
-    plan = sg.compile(build(logger, stop_at), device="cpu", verbose=False, logdir=str(logdir))
+    plan = sg.compile(build(logger, stop_at, train_logger), device="cpu", verbose=False,
+                      logdir=str(logdir))
     try:
         return sg.Runner(plan, **runner).run()
     except RunError as err:
