@@ -34,9 +34,10 @@ def _logger(**kwargs: Any) -> TensorBoardLogger:
 
 
 def test_one_run_for_the_experiment_with_grouped_tags_lr_and_hparams(tmp_path: Path) -> None:
-    run(tmp_path, _logger())
+    run(tmp_path, TensorBoardLogger(), train_logger=TensorBoardLogger())  # one per stage
     folder = tmp_path / "tensorboard"
     assert [p for p in folder.iterdir() if p.is_dir()] == []  # one run, not one per stage
+    assert len(list(folder.glob("events.out.tfevents.*"))) == 2  # a file per stage
     events = _read(folder)
     tags = set(events.Tags()["scalars"])
     assert {"loss/train", "loss/valid", "accuracy/train", "accuracy/valid",
@@ -49,7 +50,7 @@ def test_one_run_for_the_experiment_with_grouped_tags_lr_and_hparams(tmp_path: P
     assert [e.value for e in events.Scalars("lr/group1")] == pytest.approx([0.01, 0.01])
     assert [e.value for e in events.Scalars("lr/group0")][2:] == pytest.approx([0.003] * 3)
 
-    content = events.PluginTagToContent("hparams")
+    content = events.PluginTagToContent("hparams")  # written once, by the first stage's
     start = plugin_data_pb2.HParamsPluginData.FromString(
         content["_hparams_/session_start_info"]).session_start_info
     hparams = {key: value.WhichOneof("kind") and getattr(value, value.WhichOneof("kind"))
