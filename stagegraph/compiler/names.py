@@ -10,7 +10,7 @@ stages, or two loaders of one stage, whose names are equal on a case-insensitive
 ``con``) are not refused: ``aux`` is a common stage name.
 
 Why: names become paths under the logdir — ``logs/{stage}.csv``,
-``checkpoints/{prefix}{stage}.{last,best,epochN,exception}.pth``, ``tensorboard/{stage}/``,
+``checkpoints/{prefix}{stage}.{last,best,epochN,exception}.pth``,
 ``predictions/{stage}_{loader}.{pt,csv}`` — and a stage named ``../../x`` would write outside
 it, ``a/b`` would fail at the first epoch end, a 300-byte name only when its stage starts. The
 resume checkpoints (``checkpoints/resume/epoch-NNNNNN.pth``) carry no name. Callback names are
@@ -37,7 +37,7 @@ WINDOWS_FORBIDDEN = '<>:"|?*'
 #: What each kind of name becomes on disk, for messages.
 _BECOMES = {
     "stage": "stage names become files and folders under the logdir (logs/{stage}.csv, "
-             "checkpoints/{stage}.best.pth, tensorboard/{stage}/)",
+             "checkpoints/{stage}.best.pth)",
     "loader": "loader names become prediction files (predictions/{stage}_{loader}.pt)",
     "callback": "callback names are held to the rule of stage and loader names, so that a "
                 "callback may name its files after itself",

@@ -31,6 +31,8 @@ built = [
 ]
 if {tensorboard!r}:
     built.append(cb.TensorBoardLogger(log_batch_every=10))
+if {mlflow!r}:
+    built.append(cb.MLflowLogger(tracking_uri="sqlite:///x.db", tags={{"team": "a"}}))
 for callback in built:
     repr(callback)
     [getattr(callback, name) for name in (*_DECLARATIONS, "kind")]
@@ -52,14 +54,14 @@ def _run(code: str) -> None:
     assert done.returncode == 0, done.stderr
 
 
-def _has_tensorboard() -> bool:
+def _has(package: str) -> bool:
     import importlib.util
 
-    return importlib.util.find_spec("tensorboard") is not None
+    return importlib.util.find_spec(package) is not None
 
 
 def test_building_the_builtin_callbacks_imports_no_torch() -> None:
-    _run(BUILD_ALL.format(tensorboard=_has_tensorboard()))
+    _run(BUILD_ALL.format(tensorboard=_has("tensorboard"), mlflow=_has("mlflow")))
 
 
 def test_the_runtime_package_loads_torch_only_for_runner_names() -> None:

@@ -15,6 +15,7 @@ from stagegraph.runtime.callbacks.criterion import CriterionCallback
 from stagegraph.runtime.callbacks.csv_logger import CSVLogger
 from stagegraph.runtime.callbacks.early_stopping import EarlyStoppingCallback
 from stagegraph.runtime.callbacks.metrics import AccuracyCallback, TorchMetricsCallback, topk_names
+from stagegraph.runtime.callbacks.mlflow_logger import MLflowLogger
 from stagegraph.runtime.callbacks.optimizer import OptimizerCallback
 from stagegraph.runtime.callbacks.predictions import PredictionWriter
 from stagegraph.runtime.callbacks.scheduler import SchedulerCallback
@@ -29,6 +30,7 @@ __all__ = [
     "ConsoleLogger",
     "CriterionCallback",
     "EarlyStoppingCallback",
+    "MLflowLogger",
     "MetricAggregationCallback",
     "OptimizerCallback",
     "PredictionWriter",

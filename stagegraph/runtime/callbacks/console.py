@@ -13,6 +13,7 @@ from tqdm.auto import tqdm
 from stagegraph.graph.callback import Callback
 from stagegraph.graph.enums import CallbackNode, CallbackOrder
 from stagegraph.runtime.callbacks.aggregation import MetricAggregationCallback
+from stagegraph.runtime.callbacks.run_params import split_metric
 from stagegraph.runtime.callbacks.validation import ValidationManagerCallback
 
 # Best metrics per stage, per runner: each stage has its own ConsoleLogger instance, and the one
@@ -36,17 +37,9 @@ def format_value(value: Any) -> str:
 def public_metrics(metrics: dict[str, Any], loaders: Iterable[str] = ()) -> dict[str, Any]:
     """``metrics`` without diagnostic ones, whose name (after a ``{loader}_`` prefix) starts with
     ``_`` — such as the timer's ``_timer/batch_time``."""
-    prefixes = tuple(f"{name}_" for name in sorted(loaders, key=len, reverse=True))
-    shown = {}
-    for key, value in metrics.items():
-        name = key
-        for prefix in prefixes:
-            if key.startswith(prefix):
-                name = key[len(prefix):]
-                break
-        if not name.startswith("_"):
-            shown[key] = value
-    return shown
+    loaders = tuple(loaders)
+    return {key: value for key, value in metrics.items()
+            if not split_metric(key, loaders)[1].startswith("_")}
 
 
 def best_table(history: dict[str, dict[str, Any]]) -> str:

@@ -1,25 +1,49 @@
-"""`TensorBoardLogger`: epoch (and optionally batch) metrics as TensorBoard scalars."""
+"""`TensorBoardLogger`: the experiment as one TensorBoard run — epoch metrics grouped as
+``{metric}/{loader}``, the learning rate of every param group, and the hyperparameters."""
 
 from __future__ import annotations
 
 import importlib.util
+import weakref
 from pathlib import Path
 from typing import Any, ClassVar
 
 from stagegraph.graph.callback import Callback
 from stagegraph.graph.enums import CallbackNode, CallbackOrder
+from stagegraph.runtime.callbacks.run_params import (
+    as_float,
+    experiment_params,
+    learning_rates,
+    metric_tag,
+    stage_loaders,
+)
 
 TENSORBOARD_HINT = ("TensorBoardLogger needs the 'tensorboard' package: "
                     "pip install 'stagegraph[tensorboard]' (or pip install tensorboard)")
+#: The folder of the per-batch run, inside the logger's folder.
+BATCH_RUN = "batches"
+
+# The runners whose hyperparameters were written in this process: each stage has its own
+# logger, and the first one to start writes them.
+_HPARAMS_WRITTEN: weakref.WeakSet[Any] = weakref.WeakSet()
 
 
 class TensorBoardLogger(Callback):
-    """Writes ``logdir/{folder}/{stage}/`` event files (master rank only).
+    """Writes the event files of one TensorBoard run, ``logdir/{folder}/`` (master rank only).
 
-    At each epoch end every epoch metric is written as ``epoch/{key}`` at step ``global_epoch``
-    (global epochs run across stages, so curves continue from stage to stage). With
-    ``log_batch_every=N > 0``, the batch metrics of every ``N``-th batch are written as
-    ``batch/{loader}/{name}`` at step ``global_batch_step`` (each costs an ``.item()``).
+    At each epoch end every epoch metric is written at step ``global_epoch`` (global epochs run
+    across stages, so curves continue from stage to stage) under the tag ``{metric}/{loader}``:
+    ``loss/train`` and ``loss/valid`` share the chart ``loss``; a metric of no loader keeps its
+    name (``lr``). The learning rate of every param group of the stage's optimizer is written as
+    ``lr/group{i}``. When the first stage starts, the experiment's parameters (seed, each stage's
+    plan parameters, components and callbacks with their arguments: `experiment_params`) go to
+    TensorBoard's HParams dashboard, with the valid metrics of every stage as its metrics.
+
+    Each stage appends its own event file to the same folder, starting with a restart marker at
+    step ``global_epoch + 1``: a resumed run drops the points its checkpoint does not cover, so
+    no point is there twice or out of order. With ``log_batch_every=N > 0``, the batch metrics
+    of every ``N``-th batch are written as ``batch/{metric}/{loader}`` at step
+    ``global_batch_step`` to a second run, ``{folder}/batches/`` (steps of another axis).
     Without the ``tensorboard`` package the constructor raises ``ImportError`` (it looks the
     package up without importing it); ``torch.utils.tensorboard`` is imported when a stage starts.
     """
@@ -31,7 +55,7 @@ class TensorBoardLogger(Callback):
     needs: ClassVar[tuple[str, ...]] = ("logdir",)
 
     def __init__(self, folder: str = "tensorboard", log_batch_every: int = 0,
-                 **declarations: Any) -> None:
+                 log_hparams: bool = True, **declarations: Any) -> None:
         if importlib.util.find_spec("tensorboard") is None:
             raise ImportError(TENSORBOARD_HINT)
         if log_batch_every:
@@ -40,7 +64,10 @@ class TensorBoardLogger(Callback):
         super().__init__(**declarations)
         self.folder = folder
         self.log_batch_every = log_batch_every
+        self.log_hparams = log_hparams
         self.writer: Any = None
+        self.batch_writer: Any = None
+        self._loaders: tuple[str, ...] = ()
 
     def on_stage_start(self, runner: Any) -> None:
         if runner.logdir is None:
@@ -49,30 +76,56 @@ class TensorBoardLogger(Callback):
             from torch.utils.tensorboard import SummaryWriter
         except ImportError as err:
             raise ImportError(TENSORBOARD_HINT) from err
-        path = Path(runner.logdir) / self.folder / str(runner.stage_name)
-        self.writer = SummaryWriter(log_dir=str(path))
+        self.on_stage_end(runner)
+        path = Path(runner.logdir) / self.folder
+        # Events at or after the purge step, from a run this one resumes, are dropped.
+        self.writer = SummaryWriter(log_dir=str(path), purge_step=int(runner.global_epoch) + 1)
+        if self.log_batch_every:
+            self.batch_writer = SummaryWriter(log_dir=str(path / BATCH_RUN),
+                                              purge_step=int(runner.global_batch_step) + 1)
+        self._loaders = stage_loaders(runner)
+        if self.log_hparams and runner.plan is not None and runner not in _HPARAMS_WRITTEN:
+            _HPARAMS_WRITTEN.add(runner)
+            self._write_hparams(runner)
+
+    def _write_hparams(self, runner: Any) -> None:
+        from torch.utils.tensorboard.summary import hparams
+
+        plan = runner.plan
+        params = experiment_params(plan, getattr(runner, "experiment", None))
+        metrics = {f"{name}/{stage.valid_loader}": 0.0 for stage in plan.stages
+                   if not stage.is_infer for name in stage.metrics.valid}
+        experiment, start, _ = hparams(params, metrics)
+        self.writer.file_writer.add_summary(experiment)
+        self.writer.file_writer.add_summary(start)
 
     def on_batch_end(self, runner: Any) -> None:
         every = self.log_batch_every
-        if every and self.writer is not None and runner.global_batch_step % every == 0:
-            step = runner.global_batch_step
+        if every and self.batch_writer is not None and runner.global_batch_step % every == 0:
+            step, loader = runner.global_batch_step, runner.loader_name
             for key, value in runner.batch_metrics.items():
-                self.writer.add_scalar(f"batch/{runner.loader_name}/{key}", float(value), step)
+                self.batch_writer.add_scalar(f"batch/{key}/{loader}", as_float(value), step)
 
     def on_epoch_end(self, runner: Any) -> None:
         if self.writer is None:
             return
-        for key, value in runner.epoch_metrics.items():
-            self.writer.add_scalar(f"epoch/{key}", float(value), runner.global_epoch)
+        step = runner.global_epoch
+        scalars = {metric_tag(key, self._loaders): as_float(value)
+                   for key, value in runner.epoch_metrics.items()}
+        for tag, value in learning_rates(runner.optimizer).items():
+            scalars.setdefault(tag, value)  # an lr monitor's own epoch metric comes first
+        for tag, value in scalars.items():
+            self.writer.add_scalar(tag, value, step)
         self.writer.flush()
 
     def on_stage_end(self, runner: Any) -> None:
-        if self.writer is not None:
-            self.writer.close()
-            self.writer = None
+        for writer in (self.writer, self.batch_writer):
+            if writer is not None:
+                writer.close()
+        self.writer = self.batch_writer = None
 
     def on_exception(self, runner: Any) -> None:
-        self.on_stage_end(runner)  # close the writer and its thread; what was logged is flushed
+        self.on_stage_end(runner)  # close the writers and their threads; what was logged is flushed
 
     def __repr__(self) -> str:
         return f"TensorBoardLogger(folder={self.folder!r})"

@@ -239,9 +239,11 @@ def test_tensorboard_writes_event_files(tmp_path: Path) -> None:
     pytest.importorskip("tensorboard")
     logger = TensorBoardLogger(log_batch_every=1)
     runner = make_runner(logdir=tmp_path, global_batch_step=1, batch_metrics={"loss": 0.5},
-                         epoch_metrics={"valid_loss": 0.5, "lr": 0.1})
+                         epoch_metrics={"valid_loss": 0.5, "lr": 0.1},
+                         loaders={"train": 0, "valid": 0})
     logger.on_stage_start(runner)
     logger.on_batch_end(runner)
     logger.on_epoch_end(runner)
     logger.on_stage_end(runner)
-    assert list((tmp_path / "tensorboard" / "train").glob("events.out.tfevents.*"))
+    assert list((tmp_path / "tensorboard").glob("events.out.tfevents.*"))
+    assert list((tmp_path / "tensorboard" / "batches").glob("events.out.tfevents.*"))

@@ -1,0 +1,88 @@
+"""TensorBoardLogger after real runs, read back with TensorBoard's own `EventAccumulator`."""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+from typing import Any
+
+import pytest
+from tracker_helpers import GLOBAL_EPOCHS, run
+
+pytest.importorskip("tensorboard")
+from tensorboard.backend.event_processing.event_accumulator import (
+    EventAccumulator,
+)
+from tensorboard.plugins.hparams import plugin_data_pb2
+
+from stagegraph.runtime.callbacks import TensorBoardLogger
+from stagegraph.runtime.errors import ResumeWarning
+
+
+def _read(folder: Path) -> EventAccumulator:
+    events = EventAccumulator(str(folder), size_guidance={"scalars": 0, "tensors": 0})
+    events.Reload()
+    return events
+
+
+def _steps(events: EventAccumulator, tag: str) -> list[int]:
+    return [event.step for event in events.Scalars(tag)]
+
+
+def _logger(**kwargs: Any) -> TensorBoardLogger:
+    return TensorBoardLogger(scope="experiment", **kwargs)
+
+
+def test_one_run_for_the_experiment_with_grouped_tags_lr_and_hparams(tmp_path: Path) -> None:
+    run(tmp_path, TensorBoardLogger(), train_logger=TensorBoardLogger())  # one per stage
+    folder = tmp_path / "tensorboard"
+    assert [p for p in folder.iterdir() if p.is_dir()] == []  # one run, not one per stage
+    assert len(list(folder.glob("events.out.tfevents.*"))) == 2  # a file per stage
+    events = _read(folder)
+    tags = set(events.Tags()["scalars"])
+    assert {"loss/train", "loss/valid", "accuracy/train", "accuracy/valid",
+            "lr/group0", "lr/group1"} <= tags
+    assert not any(tag.startswith(("train_", "valid_", "epoch/")) for tag in tags)
+    every = list(range(1, GLOBAL_EPOCHS + 1))
+    assert _steps(events, "loss/valid") == every  # steps continue across the two stages
+    assert _steps(events, "lr/group0") == every
+    # Two param groups in warmup (0.1 and 0.01), one in train (Adam, 0.003).
+    assert [e.value for e in events.Scalars("lr/group1")] == pytest.approx([0.01, 0.01])
+    assert [e.value for e in events.Scalars("lr/group0")][2:] == pytest.approx([0.003] * 3)
+
+    content = events.PluginTagToContent("hparams")  # written once, by the first stage's
+    start = plugin_data_pb2.HParamsPluginData.FromString(
+        content["_hparams_/session_start_info"]).session_start_info
+    hparams = {key: value.WhichOneof("kind") and getattr(value, value.WhichOneof("kind"))
+               for key, value in start.hparams.items()}
+    assert hparams["seed"] == 1 and hparams["warmup.num_epochs"] == 2
+    assert hparams["train.main_metric"] == "loss"
+    assert hparams["train.optimizer"].endswith("<lambda>")
+    assert hparams["train.callbacks.early_stopping.patience"] == 5
+    experiment = plugin_data_pb2.HParamsPluginData.FromString(
+        content["_hparams_/experiment"]).experiment
+    assert {info.name.tag for info in experiment.metric_infos} >= {"loss/valid",
+                                                                  "accuracy/valid"}
+
+
+def test_a_resumed_run_leaves_each_step_once(tmp_path: Path) -> None:
+    assert run(tmp_path, _logger(), stop_at=5) is None  # epochs 1-4 logged
+    latest = tmp_path / "checkpoints" / "resume" / "epoch-000004.pth"
+    latest.write_bytes(latest.read_bytes()[:100])  # damaged: the resume starts after epoch 3
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ResumeWarning)
+        resumed = run(tmp_path, _logger(), resume=True)
+    assert resumed.resumed_from.name == "epoch-000003.pth"
+    events = _read(tmp_path / "tensorboard")
+    every = list(range(1, GLOBAL_EPOCHS + 1))
+    assert _steps(events, "loss/valid") == every  # epoch 4, logged twice, is there once
+    assert _steps(events, "lr/group0") == every
+
+
+def test_batch_metrics_are_a_second_run(tmp_path: Path) -> None:
+    run(tmp_path, _logger(log_batch_every=2))
+    events = _read(tmp_path / "tensorboard" / "batches")
+    # 3 train + 2 valid batches per epoch, 5 epochs: global batch steps 1..25, every second.
+    steps = _steps(events, "batch/loss/train") + _steps(events, "batch/loss/valid")
+    assert sorted(steps) == list(range(2, 26, 2))
+    assert "loss/valid" in _read(tmp_path / "tensorboard").Tags()["scalars"]
