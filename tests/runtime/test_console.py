@@ -1,0 +1,132 @@
+"""The console of real runs: the device line, the epoch table, best checkpoints, early stops,
+metrics selection, and stderr (not stdout) from `stagegraph run`."""
+
+from __future__ import annotations
+
+import io
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+torch = pytest.importorskip("torch")
+
+import stagegraph as sg  # noqa: E402
+from stagegraph.cli import main  # noqa: E402
+
+HERE = Path(__file__).parent
+FIXTURE = HERE / "fixtures" / "console_exp.py"
+sys.path.insert(0, str(FIXTURE.parent))
+import console_exp  # noqa: E402
+
+
+def console_text(exp: sg.Experiment, **options: Any) -> tuple[Any, list[str]]:
+    """Run ``exp`` with its own ConsoleLogger writing to a buffer; the runner and the lines."""
+    runner = sg.run(exp, device=options.pop("device", "cpu"), verbose=False, **options)
+    file = next(cb.file for cb in runner.callbacks.values() if type(cb).__name__ ==
+                "ConsoleLogger")
+    return runner, file.getvalue().splitlines()
+
+
+def test_the_run_starts_with_the_device_auto_chose_and_the_precision() -> None:
+    _, lines = console_text(console_exp.build(file=io.StringIO()), device="auto")
+    assert lines[0] == "experiment 'console': device cpu (device 'auto' chose it), precision fp32"
+    _, lines = console_text(console_exp.build(precision="bf16", file=io.StringIO()))
+    assert lines[0] == "experiment 'console': device cpu, precision bf16 (bfloat16 autocast)"
+
+
+def test_the_epoch_table_has_a_row_per_metric_and_a_column_per_loader() -> None:
+    runner, lines = console_text(console_exp.build(num_epochs=1, file=io.StringIO()))
+    head = lines.index(next(line for line in lines if line.startswith("[train] epoch 1/1")))
+    assert lines[head].endswith(": lr=0.1  (best)")
+    table = lines[head + 1: head + 5]
+    assert [row.split()[0] for row in table] == ["metric", "accuracy", "accuracy02", "loss"]
+    metrics = runner.epoch_metrics
+    for row in table[1:]:
+        name, train, valid = row.split()
+        assert (train, valid) == (f"{metrics[f'train_{name}']:.4g}",
+                                  f"{metrics[f'valid_{name}']:.4g}")
+
+
+def _starts(row: str) -> tuple[int, ...]:
+    """Where each cell of a table row starts."""
+    return tuple(i for i, c in enumerate(row) if c != " " and (i == 0 or row[i - 1] == " "))
+
+
+def test_columns_are_aligned() -> None:
+    _, lines = console_text(console_exp.build(num_epochs=1, file=io.StringIO()))
+    head = next(i for i, line in enumerate(lines) if line.startswith("[train] epoch 1/1"))
+    table = lines[head + 1: head + 5]
+    # Every cell of a column starts at the same offset, two spaces after the column before.
+    assert len({_starts(row) for row in table}) == 1, table
+    starts = _starts(table[0])
+    assert starts[1] == 2 + max(len(row.split()[0]) for row in table) + 2
+    assert all(row.startswith("  ") for row in table)
+
+
+def test_metrics_shown_picks_rows_by_name_and_pattern_in_its_order() -> None:
+    _, lines = console_text(console_exp.build(num_epochs=1, file=io.StringIO(),
+                                              metrics_shown=["loss", "accuracy*"]))
+    head = next(i for i, line in enumerate(lines) if line.startswith("[train] epoch 1/1"))
+    assert "lr=" not in lines[head] and lines[head].endswith("(best)")  # lr not chosen
+    assert [row.split()[0] for row in lines[head + 1: head + 5]] == [
+        "metric", "loss", "accuracy", "accuracy02"]
+    with pytest.raises(ValueError, match=r"takes a list of metric names"):
+        sg.runtime.callbacks.ConsoleLogger(metrics_shown="loss")
+
+
+def test_a_new_best_checkpoint_is_named_with_its_metric_and_value(tmp_path: Path) -> None:
+    _, lines = console_text(console_exp.build(file=io.StringIO()), logdir=tmp_path)
+    best = [line for line in lines if "new best checkpoint" in line]
+    path = tmp_path / "checkpoints" / "train.best.pth"
+    saved = torch.load(path, weights_only=True)
+    epoch = saved["counters"]["epoch"]
+    value = saved["valid_metrics"]["accuracy"]
+    assert best[-1] == (f"[train] new best checkpoint {path} (epoch {epoch}, valid "
+                        f"accuracy={value:.4g})")
+    # Said once per best epoch, right after that epoch's table.
+    assert len(best) == sum(line.endswith("(best)") for line in lines)
+
+
+def test_early_stopping_says_why_the_stage_ended() -> None:
+    exp = console_exp.stalled()
+    exp.stages[0].callbacks["console"] = sg.runtime.callbacks.ConsoleLogger(file=io.StringIO())
+    runner, lines = console_text(exp)
+    assert runner.epoch == 3  # best at 1, no better at 2 and 3: patience 2
+    best = runner.best_valid_metrics["accuracy"]
+    (line,) = [line for line in lines if "early stop" in line]
+    assert line == (f"[train] early stop after epoch 3: valid accuracy (max) did not improve "
+                    f"for 2 epoch(s) (patience 2); best accuracy {best:.4g} at epoch 1")
+    assert lines.index(line) > max(i for i, text in enumerate(lines)
+                                   if text.startswith("[train] epoch 3/6"))
+    stopper = runner.callbacks["early_stopping"]
+    assert (stopper.stopped.best_epoch, stopper.stopped.patience) == (1, 2)
+
+
+def test_a_stage_that_runs_all_its_epochs_has_no_early_stop_line() -> None:
+    _, lines = console_text(console_exp.build(num_epochs=2, patience=5, file=io.StringIO()))
+    assert not any("early stop" in line or "ended after" in line for line in lines)
+
+
+def test_the_cli_writes_the_console_to_stderr_and_nothing_to_stdout(tmp_path: Path) -> None:
+    env = {**os.environ, "PYTHONPATH": str(HERE.parent.parent)}
+    result = subprocess.run(
+        [sys.executable, "-m", "stagegraph", "run", f"{FIXTURE}:stalled", "--device", "cpu",
+         "--logdir", str(tmp_path)], capture_output=True, text=True, env=env, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == ""
+    err = result.stderr.splitlines()
+    assert err[0].startswith("experiment 'console': device cpu, precision fp32")
+    assert any(line.startswith("[train] early stop after epoch 3:") for line in err)
+    assert any(line.startswith("[train] new best checkpoint ") for line in err)
+    assert err[-2].split() == ["stage", "epoch", "accuracy", "accuracy02", "loss"]
+
+
+def test_main_in_process_keeps_stdout_empty(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["run", str(FIXTURE), "--device", "cpu"]) == 0
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert "[train] epoch 2/2" in captured.err and "best valid metrics" in captured.err
