@@ -57,7 +57,7 @@ class ConsoleLogger(Callback):
     names them. A line when a checkpoint becomes the stage's best (`CheckpointCallback.new_best`)
     and when early stopping ends a stage (`EarlyStoppingCallback.stopped`: the metric, its best
     value and epoch, the patience). At experiment end, a table of the best valid metrics of each
-    stage.
+    stage (those ``metrics_shown`` picks).
     """
 
     order: ClassVar[int] = CallbackOrder.Logging
@@ -183,7 +183,7 @@ class ConsoleLogger(Callback):
         self._history(runner)[runner.stage_name] = best
 
     def on_experiment_end(self, runner: Any) -> None:
-        table = best_table(self._history(runner))
+        table = best_table(self._history(runner), self.metrics_shown)
         if table:
             self._print(table)
 

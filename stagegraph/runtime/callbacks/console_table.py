@@ -103,12 +103,15 @@ def aligned(table: list[list[str]]) -> list[str]:
             for row in table]
 
 
-def best_table(history: dict[str, dict[str, Any]]) -> str:
-    """A text table: one row per stage with its best epoch and best valid metrics."""
+def best_table(history: dict[str, dict[str, Any]], shown: Sequence[str] | None = None) -> str:
+    """A text table: one row per stage with its best epoch and best valid metrics (those
+    ``shown`` picks, as in `chosen`; all of them, sorted, without it)."""
     rows = {stage: row for stage, row in history.items() if row}
     if not rows:
         return ""
     columns = sorted({key for row in rows.values() for key in row if key != "epoch"})
+    if shown is not None:
+        columns = chosen(columns, None, shown)
     header = ["stage", "epoch", *columns]
     body = [[stage, format_value(row.get("epoch", "-")),
              *(format_value(row[c]) if c in row else "-" for c in columns)]
