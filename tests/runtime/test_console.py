@@ -8,7 +8,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 
@@ -130,3 +130,52 @@ def test_main_in_process_keeps_stdout_empty(capsys: pytest.CaptureFixture[str]) 
     captured = capsys.readouterr()
     assert captured.out == ""
     assert "[train] epoch 2/2" in captured.err and "best valid metrics" in captured.err
+
+
+def test_metrics_shown_that_matches_nothing_is_warned_about_once_per_stage() -> None:
+    exp = console_exp.build(num_epochs=2, file=io.StringIO(), metrics_shown=["loss", "f1"])
+    with pytest.warns(sg.runtime.errors.StagegraphWarning) as caught:
+        console_text(exp)
+    messages = [str(w.message) for w in caught if "metrics_shown" in str(w.message)]
+    assert messages == [
+        "stage 'train', ConsoleLogger: metrics_shown ['f1'] matches none of the stage's epoch "
+        "metrics (accuracy, accuracy02, loss, lr); fix the name, or use a pattern such as 'acc*'"]
+
+
+class Bar:
+    """Stands in for tqdm's notebook bar: records how the console drives it."""
+
+    made: ClassVar[list[dict[str, Any]]] = []
+
+    def __init__(self, **kwargs: Any) -> None:
+        self.made.append(kwargs)
+        self.n, self.closed = 0, False
+
+    def set_postfix_str(self, text: str, refresh: bool = True) -> None:
+        self.postfix = text
+
+    def update(self, n: int = 1) -> None:
+        self.n += n
+
+    def close(self) -> None:
+        self.closed = True
+
+
+def test_in_a_notebook_the_default_console_draws_tqdm_auto_widgets(
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    """In Jupyter ``tqdm.auto`` is the widget bar, which draws itself (no ``file``); a console
+    given a file keeps plain lines there."""
+    from stagegraph.runtime.callbacks import console
+
+    monkeypatch.setattr(console, "_NOTEBOOK", True)
+    monkeypatch.setattr(console, "tqdm", Bar)
+    Bar.made = []
+    sg.run(console_exp.build(num_epochs=1), device="cpu")
+    assert [(bar["desc"], bar["total"]) for bar in Bar.made] == [("1/1 train", 4),
+                                                                 ("1/1 valid", 2)]
+    assert all("file" not in bar for bar in Bar.made)
+    assert "[train] epoch 1/1" in capsys.readouterr().err  # the lines still go to stderr
+    Bar.made = []
+    text = io.StringIO()
+    sg.run(console_exp.build(num_epochs=1, file=text), device="cpu", verbose=False)
+    assert Bar.made == [] and "1/1 train: 4/4 batches in " in text.getvalue()

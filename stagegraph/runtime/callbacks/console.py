@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import sys
 import time
+import warnings
 import weakref
 from collections.abc import Sequence
 from typing import Any, ClassVar, TextIO
@@ -16,14 +17,19 @@ from stagegraph.graph.enums import CallbackNode, CallbackOrder
 from stagegraph.runtime.callbacks.aggregation import MetricAggregationCallback
 from stagegraph.runtime.callbacks.checkpoint import CheckpointCallback
 from stagegraph.runtime.callbacks.console_table import (
+    LineProgress,
     best_table,
     device_line,
     epoch_table,
     format_value,
+    is_tty,
     public_metrics,
+    split_key,
+    unmatched,
 )
 from stagegraph.runtime.callbacks.early_stopping import EarlyStoppingCallback
 from stagegraph.runtime.callbacks.validation import ValidationManagerCallback
+from stagegraph.runtime.errors import StagegraphWarning
 
 __all__ = ["ConsoleLogger", "LineProgress", "best_table", "format_value", "public_metrics"]
 
@@ -84,6 +90,7 @@ class ConsoleLogger(Callback):
         self._loader_t0 = 0.0
         self._epoch_t0: float | None = None
         self._said: set[tuple[str, int]] = set()  # best checkpoints already named
+        self._checked = False  # metrics_shown checked against the stage's metrics
         self._stages: dict[str, dict[str, Any]] = {}  # the runner's best table, for checkpoints
 
     @property
@@ -101,6 +108,7 @@ class ConsoleLogger(Callback):
             f"main metric {runner.main_metric} "
             f"({'min' if runner.minimize_metric else 'max'})")
         self._print(f"stage {runner.stage_name!r}: {runner.num_epochs} epoch(s), {kind}")
+        self._checked = False
         for decision in getattr(runner, "fast_path", {}).values():  # how each loader is read
             self._print(f"  {decision}")
         history = self._history(runner)
@@ -120,7 +128,7 @@ class ConsoleLogger(Callback):
         self._interval = self.refresh_interval
         if self.file is None and _NOTEBOOK:  # tqdm.auto draws a widget, wherever stderr is
             self._bar = tqdm(total=runner.loader_len, desc=desc, leave=True, unit="batch")
-        elif _is_tty(self._out):
+        elif is_tty(self._out):
             self._bar = tqdm(total=runner.loader_len, file=self._out, desc=desc, leave=True,
                              dynamic_ncols=True, mininterval=0, miniters=1, unit="batch")
         else:
@@ -171,6 +179,21 @@ class ConsoleLogger(Callback):
         for row in rows:
             self._print(f"  {row}")
         self._epoch_t0 = None
+        if self.metrics_shown is not None and runner.epoch_metrics and not self._checked:
+            self._checked = True
+            self._check_shown(runner, loaders)
+
+    def _check_shown(self, runner: Any, loaders: list[str]) -> None:
+        """Warn (once per stage) about the ``metrics_shown`` entries that match no metric."""
+        assert self.metrics_shown is not None
+        names = sorted({split_key(key, loaders)[1] for key in runner.epoch_metrics})
+        missing = unmatched(names, self.metrics_shown)
+        if missing:
+            public = ", ".join(n for n in names if not n.startswith("_"))
+            warnings.warn(StagegraphWarning(
+                f"stage {runner.stage_name!r}, ConsoleLogger: metrics_shown {missing} matches "
+                f"none of the stage's epoch metrics ({public}); fix the name, or use a pattern "
+                "such as 'acc*'"), stacklevel=2)
 
     def on_stage_end(self, runner: Any) -> None:
         self._notes(runner)
@@ -234,41 +257,6 @@ class ConsoleLogger(Callback):
     def __repr__(self) -> str:
         shown = "" if self.metrics_shown is None else f", metrics_shown={self.metrics_shown}"
         return f"ConsoleLogger(metrics={self.metrics}{shown})"
-
-
-class LineProgress:
-    """The progress bar for logs (a file or pipe, not a terminal): one plain line per refresh,
-    no carriage returns, so CI logs read top to bottom. Mirrors the part of tqdm used here."""
-
-    def __init__(self, total: int | None, file: TextIO, desc: str) -> None:
-        self.total, self.file, self.desc = total, file, desc
-        self.n, self.postfix = 0, ""
-        self._t0 = time.perf_counter()
-
-    def set_postfix_str(self, text: str, refresh: bool = False) -> None:
-        self.postfix = text
-
-    def update(self, n: int = 1) -> None:
-        self.n += n
-        self._line()
-
-    def close(self) -> None:
-        self._line()
-
-    def _line(self) -> None:
-        elapsed = time.perf_counter() - self._t0
-        of = f"/{self.total}" if self.total is not None else ""
-        rate = f", {self.n / elapsed:.1f} batch/s" if elapsed > 0 else ""
-        tail = f", {self.postfix}" if self.postfix else ""
-        print(f"{self.desc}: {self.n}{of} batches in {elapsed:.1f}s{rate}{tail}",
-              file=self.file, flush=True)
-
-
-def _is_tty(stream: Any) -> bool:
-    try:
-        return bool(stream.isatty())
-    except (AttributeError, ValueError):
-        return False
 
 
 def _names(argument: str, names: Sequence[str]) -> tuple[str, ...]:

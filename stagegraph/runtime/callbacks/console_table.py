@@ -1,10 +1,12 @@
-"""Text the console prints: values, the per-epoch metric table, the best table, the device line."""
+"""Text the console prints: values, the per-epoch metric table, the best table, the device line,
+and progress as plain lines for logs."""
 
 from __future__ import annotations
 
 import fnmatch
+import time
 from collections.abc import Iterable, Sequence
-from typing import Any
+from typing import Any, TextIO
 
 
 def format_value(value: Any) -> str:
@@ -62,6 +64,16 @@ def chosen(names: Iterable[str], main_metric: str | None, shown: Sequence[str] |
             n for n in available if not n.startswith("_") and fnmatch.fnmatchcase(n, pattern)]
         order += [n for n in hits if n not in order]
     return order
+
+
+def unmatched(names: Iterable[str], shown: Sequence[str]) -> list[str]:
+    """The entries of ``shown`` that pick none of ``names``.
+
+    >>> unmatched(["loss", "accuracy"], ["loss", "f1", "acc*"])
+    ['f1']
+    """
+    available = set(names)
+    return [pattern for pattern in shown if not chosen(available, None, [pattern])]
 
 
 def epoch_table(metrics: dict[str, Any], loaders: Sequence[str], main_metric: str | None,
@@ -144,3 +156,38 @@ def device_line(runner: Any) -> str:
         precision = "precision " + ", ".join(
             f"{name} {precision_text(p, runner.device)}" for name, p in stages)
     return f"experiment {runner.plan.experiment!r}: device {device}{chose}, {precision}"
+
+
+class LineProgress:
+    """The progress bar for logs (a file or pipe, not a terminal): one plain line per refresh,
+    no carriage returns, so CI logs read top to bottom. Mirrors the part of tqdm used here."""
+
+    def __init__(self, total: int | None, file: TextIO, desc: str) -> None:
+        self.total, self.file, self.desc = total, file, desc
+        self.n, self.postfix = 0, ""
+        self._t0 = time.perf_counter()
+
+    def set_postfix_str(self, text: str, refresh: bool = False) -> None:
+        self.postfix = text
+
+    def update(self, n: int = 1) -> None:
+        self.n += n
+        self._line()
+
+    def close(self) -> None:
+        self._line()
+
+    def _line(self) -> None:
+        elapsed = time.perf_counter() - self._t0
+        of = f"/{self.total}" if self.total is not None else ""
+        rate = f", {self.n / elapsed:.1f} batch/s" if elapsed > 0 else ""
+        tail = f", {self.postfix}" if self.postfix else ""
+        print(f"{self.desc}: {self.n}{of} batches in {elapsed:.1f}s{rate}{tail}",
+              file=self.file, flush=True)
+
+
+def is_tty(stream: Any) -> bool:
+    try:
+        return bool(stream.isatty())
+    except (AttributeError, ValueError):
+        return False
