@@ -179,3 +179,16 @@ def test_in_a_notebook_the_default_console_draws_tqdm_auto_widgets(
     text = io.StringIO()
     sg.run(console_exp.build(num_epochs=1, file=text), device="cpu", verbose=False)
     assert Bar.made == [] and "1/1 train: 4/4 batches in " in text.getvalue()
+
+
+def test_load_best_on_stage_end_says_which_weights_go_on(tmp_path: Path) -> None:
+    exp = console_exp.stalled()
+    text = io.StringIO()
+    exp.stages[0].callbacks.update({
+        "console": sg.runtime.callbacks.ConsoleLogger(file=text),
+        "checkpoint": sg.runtime.callbacks.CheckpointCallback(load_best_on_stage_end=True)})
+    sg.run(exp, device="cpu", logdir=tmp_path, verbose=False)
+    lines = text.getvalue().splitlines()
+    assert lines[-4:-3] == ["[train] load_best_on_stage_end: the model goes on with the weights "
+                            "of epoch 1 (checkpoints/train.best.pth), not of its last epoch 3"]
+    assert lines[-5].startswith("[train] early stop after epoch 3")

@@ -201,9 +201,25 @@ class ConsoleLogger(Callback):
         best = public_metrics(dict(runner.best_valid_metrics))
         validation = next((cb for cb in (runner.callbacks or {}).values()
                            if isinstance(cb, ValidationManagerCallback)), None)
-        if best and validation is not None and validation.best_epoch is not None:
-            best = {"epoch": validation.best_epoch, **best}
+        best_epoch = None if validation is None else validation.best_epoch
+        if best and best_epoch is not None:
+            best = {"epoch": best_epoch, **best}
         self._history(runner)[runner.stage_name] = best
+        self._best_loaded(runner, best_epoch)
+
+    def _best_loaded(self, runner: Any, best_epoch: int | None) -> None:
+        """Say that the stage hands on its best weights, not its last (``load_best_on_stage_end``,
+        which the checkpoint callback does after this logger)."""
+        for callback in (runner.callbacks or {}).values():
+            if (not isinstance(callback, CheckpointCallback)
+                    or not callback.load_best_on_stage_end or best_epoch in (None, runner.epoch)
+                    or (callback.folder is not None and callback.best is None)):
+                continue
+            where = ("kept in memory" if callback.folder is None or callback.best is None
+                     else f"{callback.folder.name}/{callback.best[0]}")
+            self._print(f"[{runner.stage_name}] load_best_on_stage_end: the model goes on with "
+                        f"the weights of epoch {best_epoch} ({where}), not of its last epoch "
+                        f"{runner.epoch}")
 
     def on_experiment_end(self, runner: Any) -> None:
         table = best_table(self._history(runner), self.metrics_shown)
