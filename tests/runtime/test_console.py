@@ -192,3 +192,25 @@ def test_load_best_on_stage_end_says_which_weights_go_on(tmp_path: Path) -> None
     assert lines[-4:-3] == ["[train] load_best_on_stage_end: the model goes on with the weights "
                             "of epoch 1 (checkpoints/train.best.pth), not of its last epoch 3"]
     assert lines[-5].startswith("[train] early stop after epoch 3")
+
+
+@pytest.mark.skipif(not hasattr(os, "openpty"), reason="needs pseudo-terminals")
+def test_a_terminal_of_zero_columns_gets_plain_lines() -> None:
+    """A pty nobody sized (``script``, some CI runners) has 0 columns: tqdm would draw empty
+    lines there, so the console writes plain lines; once sized, it draws bars."""
+    import fcntl
+    import struct
+    import termios
+
+    from stagegraph.runtime.callbacks.console_table import is_tty
+
+    master, replica = os.openpty()
+    with open(replica, "w") as terminal:
+        try:
+            fcntl.ioctl(replica, termios.TIOCSWINSZ, struct.pack("HHHH", 0, 0, 0, 0))
+            assert not is_tty(terminal)
+            fcntl.ioctl(replica, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 80, 0, 0))
+            assert is_tty(terminal)
+        finally:
+            os.close(master)
+    assert not is_tty(io.StringIO())

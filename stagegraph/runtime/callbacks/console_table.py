@@ -4,6 +4,8 @@ and progress as plain lines for logs."""
 from __future__ import annotations
 
 import fnmatch
+import io
+import os
 import time
 from collections.abc import Iterable, Sequence
 from typing import Any, TextIO
@@ -187,7 +189,14 @@ class LineProgress:
 
 
 def is_tty(stream: Any) -> bool:
+    """Whether ``stream`` is a terminal a bar can be drawn in: a pseudo-terminal of zero columns
+    (``script``, some CI runners) is not, since tqdm would fit its bar into nothing."""
     try:
-        return bool(stream.isatty())
+        if not stream.isatty():
+            return False
     except (AttributeError, ValueError):
         return False
+    try:
+        return os.get_terminal_size(stream.fileno()).columns > 0
+    except (AttributeError, ValueError, OSError, io.UnsupportedOperation):
+        return True  # a terminal whose size cannot be read: tqdm copes
