@@ -100,8 +100,9 @@ DEFAULTS: tuple[Default, ...] = (
     ),
     Default(
         name="console", cls="ConsoleLogger", order=CallbackOrder.Logging,
-        events=("on_stage_start", "on_loader_start", "on_batch_end", "on_loader_end",
-                "on_epoch_end", "on_stage_end", "on_experiment_end", "on_exception"),
+        events=("on_experiment_start", "on_stage_start", "on_loader_start", "on_batch_end",
+                "on_loader_end", "on_epoch_end", "on_stage_end", "on_experiment_end",
+                "on_exception"),
         applies=lambda s, p, o: bool(o.get("verbose", True)),
         reads=lambda p: ("epoch_metric.*", "valid.*"),
         node=CallbackNode.master,

@@ -121,13 +121,16 @@ def _callbacks(stage: str, saved: list[Mapping[str, Any]], current: list[Mapping
 
 def _fields(saved: Mapping[str, Any], current: Mapping[str, Any], skip: frozenset[str] | set[str],
             where: Location) -> list[Change]:
+    """A change per differing field, down to the nested key or list item that differs
+    (``param 'params.patience'``), each showing what differs in full."""
     changes = []
     for key in dict.fromkeys([*saved, *current]):
         if key in skip or saved.get(key) == current.get(key):
             continue
-        location = Location(**{**where.model_dump(exclude_none=True), "param": key})
-        changes.append(Change(location, f"changed from {_short(saved.get(key))} to "
-                                        f"{_short(current.get(key))}"))
+        for path, text in _value_changes(saved.get(key), current.get(key), (str(key),)):
+            location = Location(**{**where.model_dump(exclude_none=True),
+                                   "param": _dotted(path)})
+            changes.append(Change(location, text))
     return changes
 
 
@@ -188,6 +191,57 @@ def _short(value: Any, limit: int = 60) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
+def _pair(saved: Any, current: Any, limit: int = 60, context: int = 10, most: int = 400
+          ) -> tuple[str, str]:
+    """Both values as text that shows where they differ: short values whole; long ones with
+    their common start and end elided around the differing middle (up to ``most`` characters).
+
+    >>> words = [str(n) for n in range(40)]
+    >>> _pair(" ".join(words), " ".join(words).replace(" 17 ", " seventeen "))
+    ('...15 16 17 18 19...', '...15 16 seventeen 18 19...')
+    """
+    old, new = repr(saved), repr(current)
+    if len(old) <= limit and len(new) <= limit:
+        return old, new
+    start = 0
+    while start < min(len(old), len(new)) and old[start] == new[start]:
+        start += 1
+    end = 0
+    while end < min(len(old), len(new)) - start and old[-1 - end] == new[-1 - end]:
+        end += 1
+    return (_middle(old, start, end, context, most), _middle(new, start, end, context, most))
+
+
+def _middle(text: str, start: int, end: int, context: int, most: int) -> str:
+    """``text`` from about ``context`` characters before ``start`` to as many after its last
+    ``end`` characters, cut at spaces; elided parts are ``...``."""
+    begin = text.rfind(" ", 0, max(0, start - context)) + 1
+    after = text.find(" ", len(text) - end + context)
+    stop = len(text) if after < 0 else after
+    middle = text[begin:stop]
+    if len(middle) > most:
+        middle = f"{middle[:most]}...({len(middle) - most} more characters)"
+    return ("..." if begin > 0 else "") + middle + ("..." if stop < len(text) else "")
+
+
+def _changed(saved: Any, current: Any) -> str:
+    old, new = _pair(saved, current)
+    text = f"changed from {old} to {new}"
+    if isinstance(saved, list) and isinstance(current, list) and len(text) > 80:
+        added = [item for item in current if item not in saved]
+        removed = [item for item in saved if item not in current]
+        said = [f"added {_short(added)}" if added else "", f"removed {_short(removed)}"
+                if removed else ""]
+        text += f" ({'; '.join(filter(None, said))})" if any(said) else " (reordered)"
+    return text
+
+
+def _dotted(path: tuple[str, ...]) -> str:
+    """``("params", "[0]", "lr")`` as ``params[0].lr``."""
+    return "".join(part if part.startswith("[") or not i else f".{part}"
+                   for i, part in enumerate(path))
+
+
 def config_changes(saved: Any, current: Any) -> list[Change]:
     """Every difference between two effective config files (`stagegraph.config`), each named by
     its keys: ``stage 'train' > param 'optimizer.lr': changed from 0.001 to 0.0001``.
@@ -207,15 +261,19 @@ def _value_changes(saved: Any, current: Any, path: tuple[str, ...]
         for key in dict.fromkeys([*saved, *current]):
             here = (*path, str(key))
             if key not in current:
-                found.append((here, f"removed (was {_short(saved[key])})"))
+                found.append((here, f"removed (was {_pair(saved[key], None)[0]})"))
             elif key not in saved:
-                found.append((here, f"added ({_short(current[key])})"))
+                found.append((here, f"added ({_pair(None, current[key])[1]})"))
             else:
                 found += _value_changes(saved[key], current[key], here)
         return found
     if saved == current and isinstance(saved, bool) == isinstance(current, bool):
         return []
-    return [(path, f"changed from {_short(saved)} to {_short(current)}")]
+    if (isinstance(saved, list) and isinstance(current, list) and len(saved) == len(current)
+            and any(isinstance(item, (Mapping, list)) for item in [*saved, *current])):
+        return [found for index, (old, new) in enumerate(zip(saved, current, strict=True))
+                for found in _value_changes(old, new, (*path, f"[{index}]"))]
+    return [(path, _changed(saved, current))]
 
 
 def _config_location(path: tuple[str, ...]) -> Location:

@@ -147,10 +147,10 @@ def test_the_converted_experiment_runs(tmp_path: Path, fixture: Conversion) -> N
     run = subprocess.run([*base, "run", "digits.yaml", "--check", "--logdir", str(logdir)],
                          cwd=tmp_path, capture_output=True, text=True)
     assert run.returncode == 0, run.stdout + run.stderr
-    assert "stage 'infer': 1 epoch(s), inference" in run.stdout
+    assert "stage 'infer': 1 epoch(s), inference" in run.stderr  # the console is on stderr
     # lr_linear_scaling: the encoder group's 1e-4 (warmup) * 32 / 64, then 5e-4 * 16 / 64.
-    assert "[warmup] epoch 1/2 in" in run.stdout and "lr=5e-05" in run.stdout
-    assert "lr=0.000125" in run.stdout
+    assert "[warmup] epoch 1/2 in" in run.stderr and "lr=5e-05" in run.stderr
+    assert "lr=0.000125" in run.stderr
 
 
 # --- translation rules -------------------------------------------------------------------------

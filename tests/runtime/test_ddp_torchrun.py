@@ -147,8 +147,8 @@ def check_what_each_rank_ran(ddp: Path) -> None:
 def check_master_outputs(ddp: Path, run: Launch) -> None:
     """Console, CSV logs and checkpoints come from the master only; checkpoints hold the plain
     module's weights."""
-    assert run.out.count("stage 'pretrain': 2 epoch(s)") == 1
-    assert run.out.count("best valid metrics per stage:") == 1
+    assert run.err.count("stage 'pretrain': 2 epoch(s)") == 1  # the console is on stderr
+    assert run.err.count("best valid metrics per stage:") == 1
     logs = ddp / "logs"
     assert sorted(p.name for p in (logs / "logs").iterdir()) == ["pretrain.csv", "train.csv"]
     last = torch.load(logs / "checkpoints" / "train.last.pth", weights_only=True)

@@ -270,7 +270,7 @@ def test_the_switch_per_stage_the_plan_and_the_console_say_what_is_used() -> Non
     out = io.StringIO()
     _run(experiment(callbacks={"console": ConsoleLogger(file=out)}))
     lines = out.getvalue().splitlines()
-    assert lines[1:3] == [
+    assert lines[2:4] == [  # after the device line and the stage line
         "  loader 'train': batch fast path (TensorDataset, RandomSampler, one indexing per "
         "tensor)",
         "  loader 'valid': batch fast path (TensorDataset, SequentialSampler, one indexing per "

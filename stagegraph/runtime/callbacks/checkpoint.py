@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import math
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -60,6 +61,21 @@ def checkpoint_data(runner: Any) -> dict[str, Any]:
     return plain(data)
 
 
+@dataclass(frozen=True)
+class NewBest:
+    """A checkpoint that became the stage's best (the console prints it)."""
+
+    path: Path
+    metric: str
+    value: float | None
+    epoch: int
+    global_epoch: int
+
+    def __str__(self) -> str:
+        value = "" if self.value is None else f" {self.metric}={self.value:.4g}"
+        return f"new best checkpoint {self.path} (epoch {self.epoch}, valid{value})"
+
+
 class CheckpointCallback(Callback):
     """Saves checkpoints under ``logdir/checkpoints/`` at each epoch end (master rank only).
 
@@ -84,6 +100,9 @@ class CheckpointCallback(Callback):
 
     Without a logdir no file is written (a warning says so); the best weights are then kept in
     memory, so ``load_best_on_stage_end`` still works.
+
+    ``new_best`` is a `NewBest` record (file, metric, value, epoch) of the latest epoch that
+    became the best file, which the console prints; ``None`` until one in the stage.
     """
 
     order: ClassVar[int] = CallbackOrder.External
@@ -113,10 +132,12 @@ class CheckpointCallback(Callback):
         self.saved: tuple[int, FileRecord | PendingFile] | None = None
         self._restored = False
         self._best_in_memory: Any = None
+        self.new_best: NewBest | None = None
 
     def on_stage_start(self, runner: Any) -> None:
         self._best_in_memory = None
         self.saved = None
+        self.new_best = None
         if not self._restored:
             self.top, self.best = [], None
         self._restored = False
@@ -148,6 +169,9 @@ class CheckpointCallback(Callback):
         self.saved = (int(runner.global_epoch), record)
         if runner.is_best_valid:
             self.best = (names[0], record)
+            self.new_best = NewBest(self._path(names[0]), runner.main_metric,
+                                    None if score is None else float(score), int(runner.epoch),
+                                    int(runner.global_epoch))
         self.top = top
 
     def _write(self, runner: Any, names: list[str], dropped: list[str]) -> PendingFile:

@@ -2,11 +2,39 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from stagegraph.graph.callback import Callback
 from stagegraph.graph.enums import CallbackOrder
 from stagegraph.runtime.callbacks.validation import is_better
+
+
+@dataclass(frozen=True)
+class EarlyStop:
+    """What an early stopper decided when it ended a stage (the console prints it).
+
+    >>> str(EarlyStop("train", 9, "loss", True, 0.25, 5, 4, 0.0)).split("; ")
+    ['early stop after epoch 9: valid loss (min) did not improve for 4 epoch(s) (patience 4)', \
+'best loss 0.25 at epoch 5']
+    """
+
+    stage: str
+    epoch: int  # the epoch after which the stage ended
+    metric: str
+    minimize: bool
+    best: float | None
+    best_epoch: int | None
+    patience: int
+    min_delta: float
+
+    def __str__(self) -> str:
+        best = "none" if self.best is None else f"{self.best:.4g} at epoch {self.best_epoch}"
+        delta = f" by more than {self.min_delta:g}" if self.min_delta else ""
+        goal = "min" if self.minimize else "max"
+        return (f"early stop after epoch {self.epoch}: valid {self.metric} ({goal}) did not "
+                f"improve{delta} for {self.patience} epoch(s) (patience {self.patience}); best "
+                f"{self.metric} {best}")
 
 
 class EarlyStoppingCallback(Callback):
@@ -22,8 +50,11 @@ class EarlyStoppingCallback(Callback):
     ``valid_metric.{main_metric}``), ``watch`` the same name, ``watch_minimize`` = ``minimize``.
     One early stopper per stage (``claims``).
 
+    When it ends a stage, ``stopped`` holds an `EarlyStop` record (the metric, its best value and
+    epoch, the patience), which the console prints; ``None`` while the stage goes on.
+
     >>> EarlyStoppingCallback(patience=3, min_delta=1e-3).state_dict()
-    {'best': None, 'wait': 0}
+    {'best': None, 'wait': 0, 'best_epoch': None}
     """
 
     order: ClassVar[int] = CallbackOrder.External
@@ -47,13 +78,16 @@ class EarlyStoppingCallback(Callback):
         self.metric = metric
         self.minimize = minimize
         self.best: float | None = None
+        self.best_epoch: int | None = None
         self.wait = 0
+        self.stopped: EarlyStop | None = None
         self._restored = False
 
     def on_stage_start(self, runner: Any) -> None:
         if not self._restored:
-            self.best, self.wait = None, 0
+            self.best, self.best_epoch, self.wait = None, None, 0
         self._restored = False
+        self.stopped = None
 
     def on_epoch_end(self, runner: Any) -> None:
         metric = self.metric or runner.main_metric
@@ -63,19 +97,25 @@ class EarlyStoppingCallback(Callback):
                            f"valid metrics {sorted(runner.valid_metrics)}")
         score = float(runner.valid_metrics[metric])
         if is_better(score, self.best, minimize, self.min_delta):
-            self.best, self.wait = score, 0
+            self.best, self.best_epoch, self.wait = score, int(runner.epoch), 0
             return
         self.wait += 1
         if self.wait >= self.patience:
             runner.need_early_stop = True
+            self.stopped = EarlyStop(
+                stage=runner.stage_name, epoch=int(runner.epoch), metric=metric,
+                minimize=bool(minimize), best=self.best, best_epoch=self.best_epoch,
+                patience=self.patience, min_delta=self.min_delta)
 
     def state_dict(self) -> dict[str, Any]:
-        return {"best": self.best, "wait": self.wait}
+        return {"best": self.best, "wait": self.wait, "best_epoch": self.best_epoch}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore the counters; the next ``on_stage_start`` keeps them."""
         self.best = state.get("best")
         self.wait = int(state.get("wait", 0))
+        best_epoch = state.get("best_epoch")  # absent from checkpoints of older versions
+        self.best_epoch = None if best_epoch is None else int(best_epoch)
         self._restored = True
 
     def __repr__(self) -> str:

@@ -72,7 +72,7 @@ def test_defaults_train_validate_checkpoint_and_log(tmp_path: Path,
     predictions = torch.load(tmp_path / "predictions" / "infer_infer.pt", weights_only=True)
     assert predictions["logits"].shape == (40, 2)
 
-    out = capsys.readouterr().out
+    out = capsys.readouterr().err  # the console writes to stderr
     assert "[train] epoch 3/3" in out and "best valid metrics per stage:" in out
     assert "_timer" not in out.split("best valid metrics")[0].split("[train] epoch 1/3")[1]
 

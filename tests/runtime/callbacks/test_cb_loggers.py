@@ -110,9 +110,10 @@ def test_console_in_a_log_file_prints_lines_summaries_and_the_best_table() -> No
     assert lines[0] == "stage 'train': 2 epoch(s), main metric loss (min)"
     assert lines[1].startswith("1/2 train: 3/3 batches in ") and "loss=" in lines[1]
     assert "samples/s" in lines[1]
-    summary = [line for line in lines if line.startswith("[train] epoch")]
-    assert len(summary) == 2 and "valid_loss=" in summary[0] and "train_loss=" in summary[0]
-    assert summary[0].endswith("(best)")
+    summary = [i for i, line in enumerate(lines) if line.startswith("[train] epoch")]
+    assert len(summary) == 2 and lines[summary[0]].endswith("(best)")
+    assert lines[summary[0] + 1].split() == ["metric", "train", "valid"]
+    assert lines[summary[0] + 2].split()[0] == "loss"
     table = text[text.index("best valid metrics per stage:"):].splitlines()
     assert table[1].split() == ["stage", "epoch", "loss"]
     assert table[2].split()[0] == "train"

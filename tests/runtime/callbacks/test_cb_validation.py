@@ -82,6 +82,7 @@ def _stops(callback, runner, values):  # type: ignore[no-untyped-def]
     """The epoch (1-based) at which early stopping is requested, or None."""
     callback.on_stage_start(runner)
     for epoch, value in enumerate(values, start=1):
+        runner.epoch = epoch
         runner.valid_metrics = {runner.main_metric: value}
         callback.on_epoch_end(runner)
         if runner.need_early_stop:
@@ -120,15 +121,22 @@ def test_early_stopping_state_round_trip_and_stage_reset() -> None:
     runner = make_runner()
     callback = EarlyStoppingCallback(patience=3)
     _stops(callback, runner, [1.0, 2.0, 3.0])
-    assert callback.state_dict() == {"best": 1.0, "wait": 2}
+    assert callback.state_dict() == {"best": 1.0, "wait": 2, "best_epoch": 1}
+    assert callback.stopped is None
     resumed = EarlyStoppingCallback(patience=3)
     resumed.load_state_dict(callback.state_dict())
-    runner = make_runner(valid_metrics={"loss": 4.0})
+    runner = make_runner(valid_metrics={"loss": 4.0}, epoch=4, stage_name="train")
     resumed.on_stage_start(runner)  # resuming: counters kept once
     resumed.on_epoch_end(runner)
     assert runner.need_early_stop is True
-    resumed.on_stage_start(runner)  # a new stage: counters reset
-    assert resumed.state_dict() == {"best": None, "wait": 0}
+    assert resumed.stopped is not None and (resumed.stopped.epoch, resumed.stopped.best,
+                                            resumed.stopped.best_epoch) == (4, 1.0, 1)
+    resumed.on_stage_start(runner)  # a new stage: counters and the record reset
+    assert resumed.state_dict() == {"best": None, "wait": 0, "best_epoch": None}
+    assert resumed.stopped is None
+    old = EarlyStoppingCallback(patience=3)
+    old.load_state_dict({"best": 1.0, "wait": 2})  # a checkpoint from before best_epoch
+    assert old.state_dict() == {"best": 1.0, "wait": 2, "best_epoch": None}
 
 
 def test_early_stopping_params_are_checked() -> None:
