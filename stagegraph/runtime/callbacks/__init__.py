@@ -14,7 +14,10 @@ from stagegraph.runtime.callbacks.console import ConsoleLogger
 from stagegraph.runtime.callbacks.criterion import CriterionCallback
 from stagegraph.runtime.callbacks.csv_logger import CSVLogger
 from stagegraph.runtime.callbacks.early_stopping import EarlyStoppingCallback
+from stagegraph.runtime.callbacks.freeze import FreezeCallback
+from stagegraph.runtime.callbacks.lr_monitor import LRMonitor
 from stagegraph.runtime.callbacks.metrics import AccuracyCallback, TorchMetricsCallback, topk_names
+from stagegraph.runtime.callbacks.model_summary import ModelSummary
 from stagegraph.runtime.callbacks.optimizer import OptimizerCallback
 from stagegraph.runtime.callbacks.predictions import PredictionWriter
 from stagegraph.runtime.callbacks.scheduler import SchedulerCallback
@@ -29,7 +32,10 @@ __all__ = [
     "ConsoleLogger",
     "CriterionCallback",
     "EarlyStoppingCallback",
+    "FreezeCallback",
+    "LRMonitor",
     "MetricAggregationCallback",
+    "ModelSummary",
     "OptimizerCallback",
     "PredictionWriter",
     "SchedulerCallback",
