@@ -52,7 +52,12 @@ class Stop(sg.Callback):
     armed: ClassVar[dict[str, int]] = {}
 
     def on_epoch_start(self, runner: Any) -> None:
-        if runner.global_epoch == self.armed.get("at"):
+        if runner.global_epoch == self.armed.get("at") and "batch" not in self.armed:
+            raise RuntimeError("stop")
+
+    def on_batch_end(self, runner: Any) -> None:
+        if (runner.is_train_loader and runner.global_epoch == self.armed.get("at")
+                and runner.loader_batch_step == self.armed.get("batch")):
             raise RuntimeError("stop")
 
 
@@ -79,10 +84,9 @@ def _experiment(*, epochs: int = 4, unfreeze: int | None = 3, stop: bool = False
     return exp
 
 
-def test_frozen_until_the_epoch_then_trained_in_a_group_of_its_own(tmp_path: Path) -> None:
+def test_frozen_until_the_epoch_then_trained_in_a_group_of_its_own() -> None:
     probe = Probe()
-    runner = sg.run(_experiment(callbacks={"probe": probe}), device="cpu", logdir=tmp_path,
-                    verbose=False)
+    runner = sg.run(_experiment(callbacks={"probe": probe}), device="cpu", verbose=False)
     # Epochs 1-2 frozen: BatchNorm in eval mode on train loaders, one param group.
     assert probe.seen == [(1, False, True, False, 1), (2, False, True, False, 1),
                           (3, True, True, True, 2), (4, True, True, True, 2)]
@@ -135,20 +139,35 @@ def test_an_optimizer_factory_sees_requires_grad() -> None:
         0.5 * 1e-2 * (1 + math.cos(math.pi / 6)) / 2)
 
 
-@pytest.mark.parametrize("stop", [2, 4], ids=["before-the-unfreeze", "after-the-unfreeze"])
-def test_resumed_runs_rebuild_the_same_param_groups(tmp_path: Path, stop: int) -> None:
-    reference = sg.run(_experiment(), device="cpu", logdir=tmp_path / "reference", verbose=False)
-    Stop.armed["at"] = stop
+def run(logdir: Path, resume: bool = False) -> Any:
+    plan = sg.compile(_experiment(stop=True), device="cpu", logdir=str(logdir), verbose=False)
+    return sg.Runner(plan, checkpoint_every=2, resume=resume).run()
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    return run(tmp_path_factory.mktemp("reference"))
+
+
+@pytest.mark.parametrize("stop", [{"at": 2}, {"at": 4}, {"at": 3, "batch": 3}],
+                         ids=["before-the-unfreeze", "after-the-unfreeze", "mid-unfreeze-epoch"])
+def test_resumed_runs_rebuild_the_same_param_groups(tmp_path: Path, stop: dict[str, int],
+                                                    reference: Any) -> None:
+    """Stopped before epoch 2 or 4, or inside epoch 3 after a mid-epoch checkpoint (every 2
+    batches): resumed, the run ends with the optimizer and weights of the uninterrupted run."""
+    Stop.armed.update(stop)
     try:
         with pytest.raises(RunError, match="stop"):
-            sg.run(_experiment(stop=True), device="cpu", logdir=tmp_path / "run", verbose=False)
+            run(tmp_path / "run")
     finally:
         Stop.armed.clear()
-    resumed = sg.run(_experiment(stop=True), device="cpu", logdir=tmp_path / "run", resume=True,
-                     verbose=False)
+    resumed = run(tmp_path / "run", resume=True)
     assert resumed.resumed_from is not None
+    if "batch" in stop:
+        assert "loader 'train' after batch 2" in resumed.resume_position
     expected, got = reference.optimizer.state_dict(), resumed.optimizer.state_dict()
     assert got["param_groups"] == expected["param_groups"]
+    assert len(got["param_groups"]) == 2
     assert all(torch.equal(got["state"][i]["momentum_buffer"],
                            expected["state"][i]["momentum_buffer"]) for i in expected["state"])
     for name, value in reference.model.state_dict().items():
