@@ -84,8 +84,9 @@ class ModelSummary(Callback):
     """At each stage start, prints a table of the model's parameters per top-level module.
 
     Columns: module, type, parameters, trainable, frozen and size in MB (MiB, of the
-    parameters), then a total. Printed to ``file`` (default: ``sys.stderr``, where the console's
-    progress goes, so stdout stays clean) and, when the run has a logdir, written to
+    parameters), then a total. Printed to ``file``; by default to the stage's console logger's
+    ``file`` if it has one, else ``sys.stderr`` (where the console's progress goes, so stdout
+    stays clean). When the run has a logdir, also written to
     ``{logdir}/model_summary/{stage}.txt`` (a folder of its own, which it claims, so an
     overwritten run's summaries are set aside with the rest of its files). ``tables`` keeps the
     rows of each stage by name. It runs after the stage's components are built (a
@@ -110,11 +111,21 @@ class ModelSummary(Callback):
         rows = summarize(runner.model)
         self.tables[runner.stage_name] = rows
         text = f"[{runner.stage_name}] model summary:\n{format_table(rows)}"
-        print(text, file=self.file if self.file is not None else sys.stderr, flush=True)
+        print(text, file=self._stream(runner), flush=True)
         if runner.logdir is not None:
             path = Path(runner.logdir) / FOLDER / f"{runner.stage_name}.txt"
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(format_table(rows) + "\n", encoding="utf-8")
+
+    def _stream(self, runner: Any) -> TextIO:
+        """``file``, else the stage's console logger's stream, else stderr."""
+        if self.file is not None:
+            return self.file
+        for callback in (getattr(runner, "callbacks", None) or {}).values():
+            stream = getattr(callback, "file", None)
+            if getattr(callback, "kind", None) == "console" and stream is not None:
+                return stream
+        return sys.stderr
 
     def __repr__(self) -> str:
         return "ModelSummary()"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import io
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +13,7 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 import stagegraph as sg
-from stagegraph.runtime.callbacks import LRMonitor, ModelSummary
+from stagegraph.runtime.callbacks import ConsoleLogger, LRMonitor, ModelSummary
 from stagegraph.runtime.callbacks.model_summary import summarize
 
 
@@ -100,3 +101,13 @@ def test_summary_rows_of_frozen_parts_and_dicts_of_models() -> None:
     rows = {r.name: r for r in summarize({"net": model, "extra": nn.Linear(2, 1)})}
     assert (rows["net.0"].trainable, rows["net.0"].frozen) == (8, 48)
     assert rows["extra"].params == 3 and rows["total"].params == 77
+
+
+def test_model_summary_follows_the_console_logger_stream(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    stream = io.StringIO()
+    exp = _experiment({"summary": ModelSummary(), "console": ConsoleLogger(file=stream)})
+    sg.run(exp, device="cpu")
+    text = stream.getvalue()
+    assert text.index("[train] model summary:") < text.index("[train] epoch 1/2")
+    assert "model summary" not in capsys.readouterr().err
