@@ -95,6 +95,7 @@ class FreezeCallback(Callback):
         self.frozen = False
         self.unfrozen = False  # unfrozen in this stage (saved: a resume rebuilds the group)
         self._restored = False
+        self._dropped: list[tuple[int, Any]] = []  # (group index, parameter) taken out
 
     # --- events -------------------------------------------------------------------------------
     def setup_model(self, runner: Any) -> None:
@@ -125,8 +126,7 @@ class FreezeCallback(Callback):
             self.unfrozen = False
         self._restored = False
         optimizer = self._optimizer(runner)
-        if optimizer is not None:
-            _drop_params(optimizer, self.params)
+        self._dropped = _drop_params(optimizer, self.params) if optimizer is not None else []
         if self.unfrozen:  # resumed after the unfreeze: the same param groups as saved
             self._unfreeze(runner)
 
@@ -142,11 +142,14 @@ class FreezeCallback(Callback):
                 module.eval()
 
     def on_stage_end(self, runner: Any) -> None:
-        if self.frozen:
-            for param in self.params:
+        if self.frozen:  # never unfrozen: trainable again, and back in their groups (an
+            for param in self.params:  # optimizer object given to the experiment lives on)
                 param.requires_grad_(True)
+            optimizer = self._optimizer(runner)
+            for index, param in self._dropped if optimizer is not None else ():
+                optimizer.param_groups[index]["params"].append(param)
         self.frozen = False
-        self.modules, self.params = [], []
+        self.modules, self.params, self._dropped = [], [], []
 
     # --- state --------------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
@@ -210,14 +213,17 @@ class FreezeCallback(Callback):
                 f"unfreeze_at_epoch={self.unfreeze_at_epoch!r})")
 
 
-def _drop_params(optimizer: Any, params: Sequence[Any]) -> None:
-    """Take ``params`` (frozen) out of the optimizer's groups and state; empty groups stay, so a
-    scheduler's per-group values keep their places."""
+def _drop_params(optimizer: Any, params: Sequence[Any]) -> list[tuple[int, Any]]:
+    """Take ``params`` (frozen) out of the optimizer's groups and state; returns where each one
+    was. Empty groups stay, so a scheduler's per-group values keep their places."""
     frozen = {id(p) for p in params}
-    for group in optimizer.param_groups:
+    dropped = []
+    for index, group in enumerate(optimizer.param_groups):
+        dropped += [(index, p) for p in group["params"] if id(p) in frozen]
         group["params"] = [p for p in group["params"] if id(p) not in frozen]
     for param in params:
         optimizer.state.pop(param, None)
+    return dropped
 
 
 def _schedule_new_group(scheduler: Any, optimizer: Any, lr: float) -> None:

@@ -195,3 +195,29 @@ def test_glob_patterns_and_arguments() -> None:
                 {"modules": "a", "unfreeze_lr": -1.0}, {"modules": "a", "lr_factor": 0}):
         with pytest.raises(ValueError):
             FreezeCallback(**bad)
+
+
+def test_an_optimizer_object_gets_the_frozen_parameters_back_for_the_next_stage() -> None:
+    torch.manual_seed(0)
+    model = Net()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    exp = sg.Experiment("object", seed=1, model=model, criterion=nn.CrossEntropyLoss(),
+                        optimizer=optimizer)
+    loaders = {"train": DataLoader(_data(32, 0), batch_size=16),
+               "valid": DataLoader(_data(16, 1), batch_size=16)}
+    exp.add_stage("frozen", loaders=loaders, callbacks={"freeze": FreezeCallback("backbone")})
+    exp.add_stage("all", loaders=loaders)
+    weights: list[torch.Tensor] = []
+
+    class Keep(sg.Callback):
+        scope = sg.CallbackScope.experiment
+
+        def on_stage_end(self, runner: Any) -> None:
+            weights.append(runner.model.backbone[0].weight.detach().clone())
+
+    exp.stages[0].callbacks["keep"] = Keep()
+    before = model.backbone[0].weight.detach().clone()
+    sg.run(exp, device="cpu", verbose=False)
+    assert torch.equal(weights[0], before)  # frozen in the first stage
+    assert not torch.equal(weights[1], before)  # trained in the second
+    assert sum(len(g["params"]) for g in optimizer.param_groups) == 6
