@@ -72,20 +72,9 @@ class FreezeCallback(Callback):
     def __init__(self, modules: str | Sequence[str], unfreeze_at_epoch: int | None = None,
                  unfreeze_lr: float | None = None, lr_factor: float = 0.1,
                  optimizer_key: str | None = None, **declarations: Any) -> None:
-        patterns = (modules,) if isinstance(modules, str) else tuple(modules)
-        if not patterns or not all(isinstance(p, str) and p for p in patterns):
-            raise ValueError(f"modules must be a module name or pattern, or a list of them, "
-                             f"not {modules!r}")
-        if unfreeze_at_epoch is not None and (isinstance(unfreeze_at_epoch, bool) or not
-                                              isinstance(unfreeze_at_epoch, int)
-                                              or unfreeze_at_epoch < 1):
-            raise ValueError(f"unfreeze_at_epoch must be an int >= 1, not {unfreeze_at_epoch!r}")
-        if unfreeze_lr is not None and not unfreeze_lr > 0:
-            raise ValueError(f"unfreeze_lr must be > 0, not {unfreeze_lr!r}")
-        if not lr_factor > 0:
-            raise ValueError(f"lr_factor must be > 0, not {lr_factor!r}")
+        _check_arguments(unfreeze_at_epoch, unfreeze_lr, lr_factor)
         super().__init__(**declarations)
-        self.patterns = patterns
+        self.patterns = _patterns(modules)
         self.unfreeze_at_epoch = unfreeze_at_epoch
         self.unfreeze_lr = unfreeze_lr
         self.lr_factor = lr_factor
@@ -211,6 +200,25 @@ class FreezeCallback(Callback):
     def __repr__(self) -> str:
         return (f"FreezeCallback({list(self.patterns)!r}, "
                 f"unfreeze_at_epoch={self.unfreeze_at_epoch!r})")
+
+
+def _patterns(modules: str | Sequence[str]) -> tuple[str, ...]:
+    patterns = (modules,) if isinstance(modules, str) else tuple(modules)
+    if not patterns or not all(isinstance(p, str) and p for p in patterns):
+        raise ValueError(f"modules must be a module name or pattern, or a list of them, "
+                         f"not {modules!r}")
+    return patterns
+
+
+def _check_arguments(unfreeze_at_epoch: Any, unfreeze_lr: Any, lr_factor: Any) -> None:
+    if unfreeze_at_epoch is not None and (isinstance(unfreeze_at_epoch, bool) or not
+                                          isinstance(unfreeze_at_epoch, int)
+                                          or unfreeze_at_epoch < 1):
+        raise ValueError(f"unfreeze_at_epoch must be an int >= 1, not {unfreeze_at_epoch!r}")
+    if unfreeze_lr is not None and not unfreeze_lr > 0:
+        raise ValueError(f"unfreeze_lr must be > 0, not {unfreeze_lr!r}")
+    if not lr_factor > 0:
+        raise ValueError(f"lr_factor must be > 0, not {lr_factor!r}")
 
 
 def _drop_params(optimizer: Any, params: Sequence[Any]) -> list[tuple[int, Any]]:
