@@ -192,10 +192,13 @@ class FreezeCallback(Callback):
         nested = len(names) - len(top)
         more = f" (and {nested} nested ones, such as {names[-1]!r})" if nested else ""
         patterns = ", ".join(repr(p) for p in unmatched)
-        return (f"stage {runner.stage_name!r}, callback {self._name(runner)!r}: {patterns} "
-                f"matches no module of the model, whose top-level modules are "
-                f"{', '.join(top) or '(none)'}{more}; give a module name or a glob pattern "
-                f"such as 'features.*'")
+        where = f"stage {runner.stage_name!r}, callback {self._name(runner)!r}: {patterns}"
+        if not names:
+            return (f"{where} matches no module: the model ({type(runner.model).__name__}) has "
+                    "no submodules, so there is nothing to freeze by name")
+        return (f"{where} matches no module of the model, whose top-level modules are "
+                f"{', '.join(top)}{more}; give a module name or a glob pattern such as "
+                "'features.*'")
 
     def __repr__(self) -> str:
         return (f"FreezeCallback({list(self.patterns)!r}, "

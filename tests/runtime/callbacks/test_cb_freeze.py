@@ -221,3 +221,25 @@ def test_an_optimizer_object_gets_the_frozen_parameters_back_for_the_next_stage(
     assert torch.equal(weights[0], before)  # frozen in the first stage
     assert not torch.equal(weights[1], before)  # trained in the second
     assert sum(len(g["params"]) for g in optimizer.param_groups) == 6
+
+
+def test_a_model_without_submodules_says_so() -> None:
+    from types import SimpleNamespace
+
+    freeze = FreezeCallback("backbone")
+    runner = SimpleNamespace(model=nn.Linear(2, 2), stage_name="warmup",
+                             callbacks={"frozen": freeze}, distributed_rank=-1)
+    with pytest.raises(ValueError, match=r"stage 'warmup', callback 'frozen': 'backbone' "
+                                         r"matches no module: the model \(Linear\) has no "
+                                         "submodules"):
+        freeze.setup_model(runner)
+
+
+def test_unfreezing_is_refused_in_a_distributed_run() -> None:
+    from types import SimpleNamespace
+
+    runner = SimpleNamespace(model=Net(), stage_name="train", callbacks={}, distributed_rank=0)
+    with pytest.raises(ValueError, match="unfreezing in a distributed run is not supported"):
+        FreezeCallback("backbone", unfreeze_at_epoch=2).setup_model(runner)
+    FreezeCallback("backbone").setup_model(runner)  # frozen for the whole stage: fine
+    assert not any(p.requires_grad for p in runner.model.backbone.parameters())
