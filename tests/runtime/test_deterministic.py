@@ -116,3 +116,14 @@ stages:
     wrong.write_text(config.read_text().replace("deterministic: true", "deterministic: maybe"))
     with pytest.raises(Exception, match="deterministic"):
         load_config(str(wrong), static=True)
+
+
+def test_a_plan_saved_before_the_field_existed_compares_as_not_deterministic() -> None:
+    from stagegraph.compiler.diff import plan_changes
+
+    current = sg.compile(_experiment(False)).model_dump(mode="json")
+    older = {k: v for k, v in current.items() if k != "deterministic"}
+    assert plan_changes(older, current) == []
+    changed = sg.compile(_experiment(True)).model_dump(mode="json")
+    assert [str(c) for c in plan_changes(older, changed)] == [
+        "param 'deterministic': changed from False to True"]
