@@ -36,6 +36,9 @@ STAGE_DERIVED = frozenset({"name", "index", "callbacks", "loaders", "dispatch", 
 EDGE_WORDING = frozenset({"reason", "inferred"})
 #: Callbacks that only print: present or not with ``verbose``.
 QUIET_KINDS = frozenset({"console"})
+#: Plan fields added since the plan format's version 1, with the value a plan saved without
+#: them ran with (so resuming a checkpoint an older stagegraph wrote compares them as equal).
+ADDED_FIELDS: Mapping[str, Any] = {"deterministic": False}
 
 
 @dataclass(frozen=True)
@@ -51,6 +54,7 @@ class Change:
 
 def plan_changes(saved: Mapping[str, Any], current: Mapping[str, Any]) -> list[Change]:
     """Every difference from ``saved`` to ``current`` that can change what a run computes."""
+    saved = {**{k: v for k, v in ADDED_FIELDS.items() if k in current}, **saved}
     changes = _fields(saved, current, IGNORED, Location())
     both = ({s["name"] for s in saved.get("stages", ())}
             & {s["name"] for s in current.get("stages", ())})

@@ -200,6 +200,7 @@ class ExecutionPlan(Frozen):
     schema_version: int = SCHEMA_VERSION
     experiment: str
     seed: int
+    deterministic: bool = False
     device: str = "auto"
     rank: RankKind = RankKind.single
     logdir: str | None = None

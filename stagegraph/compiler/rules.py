@@ -125,8 +125,9 @@ RULES: dict[str, Rule] = _rules(
     Rule("SF108", "error", "an invalid name, device or rank",
          "Use a device stagegraph knows ('cpu', 'cuda', 'cuda:N', 'mps', 'auto'), a rank of "
          "single, master or worker, and non-empty strings as names.", fixed=True),
-    Rule("SF109", "error", "the experiment's name or seed is invalid",
-         "Give the experiment a non-empty string name and an int seed.", fixed=True),
+    Rule("SF109", "error", "the experiment's name, seed or deterministic flag is invalid",
+         "Give the experiment a non-empty string name, an int seed and a bool deterministic.",
+         fixed=True),
     Rule("SF110", "error", "a factory cannot be called with the arguments the runtime passes",
          "Make the factory take what the runtime passes: model, criterion and loader factories "
          "nothing, an optimizer factory the model, a scheduler factory the optimizer.",

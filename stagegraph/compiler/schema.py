@@ -104,6 +104,12 @@ def schema(
         diags.error("SF109", f"the experiment seed must be an int, not {seed!r}",
                     "pass seed=42 or any other integer", param="seed")
         seed = 42
+    determinism = getattr(experiment, "deterministic", False)
+    if not isinstance(determinism, bool):
+        diags.error("SF109", f"the experiment's deterministic must be True or False, not "
+                    f"{determinism!r}", "pass deterministic=True or leave it out",
+                    param="deterministic")
+        determinism = False
     _check_device(device, diags)
     if not experiment.stages:
         diags.error("SF104", "the experiment has no stages",
@@ -116,7 +122,8 @@ def schema(
         plan = _stage(experiment, stage, identities, seen, diags)
         if plan is not None:
             stages.append(plan)
-    return ExecutionPlan(experiment=name, seed=seed, device=str(device), rank=rank,
+    return ExecutionPlan(experiment=name, seed=seed, deterministic=determinism,
+                         device=str(device), rank=rank,
                          logdir=logdir, verbose=verbose, stages=tuple(stages),
                          lints=lint_levels(experiment.lints, diags))
 

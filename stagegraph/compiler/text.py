@@ -8,7 +8,8 @@ from stagegraph.graph.enums import bucket_name
 
 
 def plan_to_text(plan: ExecutionPlan) -> str:
-    head = (f"plan for experiment {plan.experiment!r}: seed {plan.seed}, device {plan.device}, "
+    seed = f"seed {plan.seed}" + (" (deterministic)" if plan.deterministic else "")
+    head = (f"plan for experiment {plan.experiment!r}: {seed}, device {plan.device}, "
             f"rank {plan.rank.value}, {len(plan.stages)} stage(s), hash {plan.hash[:12]}")
     lines = [head]
     for stage in plan.stages:

@@ -71,7 +71,7 @@ class Builder:
         experiment = ConfigExperiment(
             data["experiment"], seed=data.get("seed", 42), device=data.get("device", "auto"),
             lints=data.get("lints") or {}, fast_path=data.get("fast_path", True),
-            compile=data.get("compile") or False,
+            compile=data.get("compile") or False, deterministic=data.get("deterministic", False),
             handler=self.handler(data.get("handler"), ("handler",)), **components)
         experiment.document = self.document
         for name, stage in data["stages"].items():

@@ -20,7 +20,6 @@ CLI = {"logdir": "--logdir DIR", "baselogdir": "--logdir DIR", "check": "--check
 #: ``args`` without an equivalent, and what to do instead.
 NO_EQUIVALENT = {
     "overfit": "a loader factory that returns a few batches",
-    "deterministic": "set torch.backends.cudnn.deterministic in your model factory",
     "benchmark": "set torch.backends.cudnn.benchmark in your model factory",
 }
 #: ``args`` with nothing to translate.
@@ -48,6 +47,8 @@ def top_level(ctx: Context, data: dict[str, Any], out: Block) -> Top:
     args = args or {}
     if "seed" in args:
         out.add("seed", args["seed"], note="args.seed")
+    if args.get("deterministic"):
+        out.add("deterministic", True, note="args.deterministic")
     if "model_params" in data:
         model = components.component(ctx, "model", data["model_params"], ("model_params",))
         if model is not None:
@@ -84,6 +85,13 @@ def _args(ctx: Context, args: dict[str, Any], top: Top) -> None:
             if value not in (None, False):
                 ctx.warning("SF854", where, f"args.{key} has no stagegraph equivalent; left out",
                            NO_EQUIVALENT[key])
+        elif key == "deterministic":
+            if value:
+                ctx.warning("SF855", where, "args.deterministic becomes deterministic: true, "
+                           "which besides cuDNN's flags turns on "
+                           "torch.use_deterministic_algorithms: an operation without a "
+                           "deterministic implementation raises",
+                           "see 'Deterministic runs' in docs/runtime.md")
         elif key == "timeit":
             top.timer = bool(value)
         elif key in ("amp", "fp16", "apex"):
@@ -93,7 +101,7 @@ def _args(ctx: Context, args: dict[str, Any], top: Top) -> None:
                     ctx.warning("SF855", where, f"args.{key} (apex mixed precision) becomes "
                                "precision: amp, torch's native mixed precision", "")
         elif key not in QUIET:
-            ctx.unknown(where, [*CLI, *NO_EQUIVALENT, *QUIET], "args")
+            ctx.unknown(where, [*CLI, *NO_EQUIVALENT, *QUIET, "deterministic"], "args")
 
 
 def _distributed(ctx: Context, params: Any, top: Top) -> None:

@@ -205,6 +205,9 @@ class ConfigFile(Strict):
                                    description="the JSON Schema of this format, for editors")
     experiment: str = Field(min_length=1, description="the experiment's name")
     seed: int = Field(42, description="the random seed (default 42)")
+    deterministic: bool = Field(False, description="true: deterministic algorithms only "
+                                                   "(torch, cuDNN, cuBLAS) during the run "
+                                                   "(default false)")
     device: str = Field("auto", description="cpu, cuda, cuda:N, mps or auto (default)")
     lints: dict[str, Level] | None = Field(None, description=_LINTS)
     fast_path: bool = Field(True, description="false: no stage uses the batch fast path for "

@@ -72,8 +72,12 @@ class Experiment:
         lints: Mapping[str, str] | None = None,
         fast_path: Any = True,
         compile: Any = False,
+        deterministic: Any = False,
     ) -> None:
         self.name = name
+        #: ``True``: the run uses deterministic algorithms only (torch, cuDNN, cuBLAS; see
+        #: "Deterministic runs" in docs/runtime.md).
+        self.deterministic: Any = deterministic
         #: The default of every stage's ``fast_path`` (the batch fast path for in-memory data).
         self.fast_path: Any = fast_path
         #: `torch.compile` for every stage that does not say (``compile=`` of `add_stage`).

@@ -24,6 +24,7 @@ from stagegraph.runtime.binding import Hook, StageBinding, bind
 from stagegraph.runtime.callbacks.writer import CheckpointWriter, sync_requested
 from stagegraph.runtime.compiled import CompiledStage
 from stagegraph.runtime.components import ComponentBuilder
+from stagegraph.runtime.determinism import deterministic
 from stagegraph.runtime.device import batch_mover, batch_size, resolve_device
 from stagegraph.runtime.distributed import Distributed
 from stagegraph.runtime.elastic import Elastic
@@ -136,7 +137,8 @@ class Runner(RunnerState):
     def run(self) -> Runner:
         """Run every stage of the plan; returns the runner (see ``exception`` if not re-raised)."""
         self._bindings = bind(self.plan, self.experiment)
-        with self._elastic.stop_group_on_error(), self._logdir_lock():
+        with (deterministic(self.plan.deterministic), self._elastic.stop_group_on_error(),
+              self._logdir_lock()):
             self._resume.prepare(self._bindings)
             self._elastic.mark()  # this job's run is in the logdir, for torchrun's restarts
             self.resumed_from = self._resume.resumed_from  # moved back from a set-aside run

@@ -29,6 +29,7 @@ def build_stage(runner: Runner) -> None:
     listed = runner.stage.components
     set_global_seed(runner.plan.seed)
     runner.model, runner.criterion = runner._builder.model_and_criterion(stage_def, listed)
+    setup_model(runner)
     set_global_seed(runner.plan.seed)
     runner.loaders = runner._builder.loaders(stage_def)
     # After the loaders (optimizer options may scale the learning rate by their batch size);
@@ -48,6 +49,15 @@ def build_stage(runner: Runner) -> None:
     compile_stage_of(runner, stage_def)
     handler = runner._builder.handler(stage_def)
     runner._step = precision_step(handler, runner.precision, runner.device)
+
+
+def setup_model(runner: Runner) -> None:
+    """Let callbacks change the built model before the optimizer sees it: a callback with a
+    ``setup_model(runner)`` method (`FreezeCallback` freezes there) is called, in plan order."""
+    for callback in (runner.callbacks or {}).values():
+        hook = getattr(callback, "setup_model", None)
+        if callable(hook):
+            hook(runner)
 
 
 def compile_stage_of(runner: Runner, stage_def: Any) -> None:

@@ -44,8 +44,9 @@ def test_the_fixture_converts_to_what_its_text_reads_back_as(fixture: Conversion
     assert fixture.text is not None
     assert yaml.safe_load(fixture.text) == fixture.data
     data = fixture.data
-    assert list(data) == ["experiment", "seed", "model", "criterion", "optimizer", "handler",
-                          "defaults", "stages"]
+    assert list(data) == ["experiment", "seed", "deterministic", "model", "criterion",
+                          "optimizer", "handler", "defaults", "stages"]
+    assert data["deterministic"] is True
     assert data["model"] == {"_target_": "digits_exp.DigitsNet", "hidden": 32, "num_classes": 10}
     assert data["criterion"] == {"_target_": "torch.nn.CrossEntropyLoss"}
     assert data["handler"] == {"_target_": "stagegraph.SupervisedHandler",
@@ -98,7 +99,7 @@ def test_every_diagnostic_is_located_in_the_catalyst_file(fixture: Conversion) -
     assert where(fixture) == {
         ("SF852", 5, 10),   # model: DigitsNet
         ("SF856", 11, 3),   # args.logdir
-        ("SF854", 15, 3),   # args.deterministic
+        ("SF855", 15, 3),   # args.deterministic (also deterministic algorithms)
         ("SF856", 23, 18),  # main_metric: accuracy01
         ("SF854", 25, 5),   # checkpoint_data
         ("SF851", 28, 3),   # data_params

@@ -14,8 +14,11 @@ from stagegraph.runtime.callbacks.console import ConsoleLogger
 from stagegraph.runtime.callbacks.criterion import CriterionCallback
 from stagegraph.runtime.callbacks.csv_logger import CSVLogger
 from stagegraph.runtime.callbacks.early_stopping import EarlyStoppingCallback
+from stagegraph.runtime.callbacks.freeze import FreezeCallback
+from stagegraph.runtime.callbacks.lr_monitor import LRMonitor
 from stagegraph.runtime.callbacks.metrics import AccuracyCallback, TorchMetricsCallback, topk_names
 from stagegraph.runtime.callbacks.mlflow_logger import MLflowLogger
+from stagegraph.runtime.callbacks.model_summary import ModelSummary
 from stagegraph.runtime.callbacks.optimizer import OptimizerCallback
 from stagegraph.runtime.callbacks.predictions import PredictionWriter
 from stagegraph.runtime.callbacks.scheduler import SchedulerCallback
@@ -30,8 +33,11 @@ __all__ = [
     "ConsoleLogger",
     "CriterionCallback",
     "EarlyStoppingCallback",
+    "FreezeCallback",
+    "LRMonitor",
     "MLflowLogger",
     "MetricAggregationCallback",
+    "ModelSummary",
     "OptimizerCallback",
     "PredictionWriter",
     "SchedulerCallback",
