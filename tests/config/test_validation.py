@@ -84,7 +84,10 @@ def test_a_loader_mapping_or_factory(tmp_path: Path) -> None:
           train:
             loaders: {train: 3}
         """)
-    assert first_lines(found) == [
+    lines = first_lines(found)
+    # What 'data' is close to depends on the installed packages (pandas brings 'tzdata').
+    lines[0] = lines[0].split(" Did you mean")[0]
+    assert lines == [
         "exp.yaml:2:21: error[SF810] no module named 'data' (in data.loaders).",
         "exp.yaml:2:44: error[SF803] loaders._names_ must be a list, not 'train'",
         "exp.yaml:5:22: error[SF803] 'train' of stages.train.loaders must be a mapping, not 3",
