@@ -38,7 +38,7 @@ def build_stage(runner: Runner) -> None:
     if runner._distributed is not None:  # DDP model, sharded train loaders
         runner.model, runner.loaders = runner._distributed.prepare_stage(
             runner.model, runner.loaders, runner.stage, runner.plan.seed)
-    decided = {lp.name: decide(lp.name, runner.loaders[lp.name], runner.stage.fast_path)
+    decided = {lp.name: decide(lp.name, runner.loaders[lp.name], lp.fast_path)
                for lp in runner.stage.loaders}
     runner.fast_path = {name: decision for name, (decision, _) in decided.items()}
     runner._loader_items = tuple(

@@ -342,3 +342,15 @@ def test_two_ranks_draw_the_same_batches_and_train_the_same_weights(tmp_path: Pa
         assert len(on) == len(off) == 10  # 2 epochs of 20 samples per rank in batches of 4
         _assert_identical(off, on)
         assert _same(*(torch.load(tmp_path / n / f"weights.rank{rank}.pt") for n in ("on", "off")))
+
+
+def test_the_switch_per_loader_turns_off_only_the_loaders_it_names() -> None:
+    exp = sg.Experiment("fp", seed=5, criterion=nn.CrossEntropyLoss,
+                        model=lambda: nn.Linear(3, 2))
+    exp.add_stage("a", loaders={"train": _train, "valid": lambda: DataLoader(dataset(12))},
+                  optimizer=lambda m: torch.optim.SGD(m.parameters(), lr=0.1),
+                  fast_path={"valid": False})
+    run = _run(exp)
+    assert [str(d) for d in run.fast_path.values()] == [
+        "loader 'train': batch fast path (TensorDataset, RandomSampler, one indexing per tensor)",
+        "loader 'valid': DataLoader (no fast path: turned off by fast_path=False)"]
