@@ -26,13 +26,27 @@ HINT = ("fast_path is True, False, or a mapping of loader names to True / False,
         "e.g. fast_path={'valid': False}")
 
 
+def experiment_fast_path(value: Any, diags: Diagnostics) -> bool:
+    """The experiment's ``fast_path``, a bool (SF101 otherwise: a mapping per loader belongs to
+    a stage, whose loaders it names)."""
+    if isinstance(value, bool):
+        return value
+    diags.error("SF101", f"invalid value {value!r} for the experiment's 'fast_path': it is not "
+                "True or False", "Experiment(fast_path=...) is True or False; a mapping per "
+                "loader goes to add_stage(fast_path={'valid': False})", param="fast_path")
+    return True
+
+
 def fast_path_plan(value: Any, default: Any, loaders: Iterable[str], diags: Diagnostics,
                    *, stage: str) -> tuple[bool, dict[str, bool]]:
     """The stage's own setting (``default``, the experiment's, for a mapping) and, per loader of
     ``loaders``, whether it may take the fast path. Problems are SF101 (not a bool or a mapping
-    of bools) and SF531 (a name that is no loader of the stage); a bad entry is left out."""
+    of bools) and SF531 (a name that is no loader of the stage); a bad entry is left out. A bad
+    ``default`` is reported once, by `experiment_fast_path`, not again where a stage took it."""
     names = tuple(loaders)
     fallback = default if isinstance(default, bool) else True
+    if value is default and not isinstance(value, bool):
+        value = fallback
     if isinstance(value, bool):
         return value, dict.fromkeys(names, value)
     if not isinstance(value, Mapping):

@@ -19,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from stagegraph.compiler.compile_options import compile_plan
 from stagegraph.compiler.diagnostics import Diagnostics, did_you_mean
-from stagegraph.compiler.fast_path_options import fast_path_plan
+from stagegraph.compiler.fast_path_options import experiment_fast_path, fast_path_plan
 from stagegraph.compiler.inference import infer_function
 from stagegraph.compiler.inferred import covers, merge_inferred
 from stagegraph.compiler.keys import is_valid_key
@@ -110,6 +110,7 @@ def schema(
         diags.error("SF104", "the experiment has no stages",
                     "add one with experiment.add_stage('train', loaders={...}, ...)")
     compile_plan(getattr(experiment, "compile", False), diags)  # reported once, here
+    experiment_fast_path(getattr(experiment, "fast_path", True), diags)
     identities: dict[int, tuple[str, str]] = {}
     stages: list[StagePlan] = []
     seen: set[str] = set()

@@ -80,3 +80,18 @@ def test_the_pass_reports_every_problem_and_keeps_the_good_entries() -> None:
     assert (default, per_loader) == (False, {"a": False, "c": False})
     assert [d.code for d in diags.items] == ["SF101", "SF531"]
     assert diags.items[1].location.loader is None  # 3 is not a name to locate
+
+
+@pytest.mark.parametrize("value", ["no", {"valid": False}])
+def test_the_experiments_fast_path_is_a_bool_reported_once(value: Any) -> None:
+    exp = sg.Experiment("fp", model=object(), criterion=object(), optimizer=object(),
+                        fast_path=value)
+    exp.add_stage("train", loaders=LOADERS)
+    exp.add_stage("tune", loaders=LOADERS, fast_path=False)
+    plan = sg.compile(exp)
+    (found,) = plan.errors
+    assert (found.code, str(found.location)) == ("SF101", "param 'fast_path'")
+    assert found.message == (f"invalid value {value!r} for the experiment's 'fast_path': it is "
+                             "not True or False")
+    assert [list(_settings(plan.model_copy(update={"stages": (s,)})).values())
+            for s in plan.stages] == [[True] * 3, [False] * 3]
