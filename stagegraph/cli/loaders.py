@@ -4,6 +4,7 @@ and, with ``--logdir``, what the run in that logdir recorded (its ``fast_path.js
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -31,9 +32,11 @@ def cmd_loaders(args: argparse.Namespace, plan: ExecutionPlan) -> int:
         return 1
     from stagegraph.runtime.fastpath_report import preview
 
+    with contextlib.redirect_stdout(sys.stderr):  # what the factories print: stdout is ours
+        reports = preview(plan)
     print(f"batch fast path per loader of experiment {plan.experiment!r} (loaders built, "
           "model not):")
-    print("\n".join([*_lines(preview(plan)), *recorded_lines(args.logdir)]))
+    print("\n".join([*_lines(reports), *recorded_lines(args.logdir)]))
     return 0
 
 

@@ -37,7 +37,7 @@ def _output_path(value: str) -> Path:
 
 
 def cmd_plan(args: argparse.Namespace) -> int:
-    plan = compile_exp(args)
+    plan = compile_exp(args, static=not args.loaders)  # --loaders builds them: import mode
     if args.loaders:
         return cmd_loaders(args, plan)
     if args.output is None:
