@@ -25,6 +25,10 @@ def add_options(parser: argparse.ArgumentParser) -> None:
 
 def cmd_loaders(args: argparse.Namespace, plan: ExecutionPlan) -> int:
     """Print the preview (and the run's record with ``--logdir``); 1 when the plan has errors."""
+    if args.output is not None:
+        print("stagegraph plan: error: --loaders prints its report; it is not written with -o",
+              file=sys.stderr)
+        return 2
     if not plan.ok:
         for diagnostic in located(plan):
             print(diagnostic, file=sys.stderr)

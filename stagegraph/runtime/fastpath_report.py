@@ -15,6 +15,7 @@ master process when each stage starts; `recorded` reads it back (``stagegraph pl
 from __future__ import annotations
 
 import json
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +23,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from stagegraph.compiler.plan import ExecutionPlan, StagePlan
 from stagegraph.runtime.callbacks.files import atomic_write
+from stagegraph.runtime.errors import StagegraphWarning
 
 if TYPE_CHECKING:  # torch: imported where loaders are built, so `recorded` reads without it
     from stagegraph.runtime.fastpath import Decision
@@ -107,7 +109,12 @@ def record(logdir: Path, plan: ExecutionPlan, stage: str, decisions: Mapping[str
     stages[stage] = {name: {"used": d.used, "reason": d.reason} for name, d in decisions.items()}
     content = {"format": FORMAT, "experiment": plan.experiment, "plan_hash": plan.hash,
                "stages": stages}
-    atomic_write(logdir / FILE, (json.dumps(content, indent=2) + "\n").encode("utf-8"))
+    try:
+        atomic_write(logdir / FILE, (json.dumps(content, indent=2) + "\n").encode("utf-8"))
+    except OSError as err:  # a note for `stagegraph plan`: never worth stopping the run for
+        warnings.warn(StagegraphWarning(
+            f"stage {stage!r}: could not record the fast-path decisions in {logdir / FILE}: "
+            f"{err.strerror or err}"), stacklevel=2)
 
 
 def recorded(logdir: Path) -> list[LoaderReport] | None:

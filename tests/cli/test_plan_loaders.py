@@ -99,3 +99,10 @@ def test_plan_loaders_of_a_config_file(capsys: pytest.CaptureFixture[str],
         "  loader 'valid': DataLoader: it loads in worker processes (num_workers=1)",
         "stage 'infer':",
         "  loader 'valid': DataLoader: it loads in worker processes (num_workers=1)"]
+
+
+def test_plan_loaders_is_not_written_to_a_file(capsys: pytest.CaptureFixture[str],
+                                               tmp_path: Path) -> None:
+    result = cli(capsys, "plan", FIXTURE, "--loaders", "-o", str(tmp_path / "plan.json"))
+    assert result.code == 2 and "--loaders prints its report" in result.err
+    assert not (tmp_path / "plan.json").exists()

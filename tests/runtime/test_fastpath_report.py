@@ -13,6 +13,7 @@ from torch import nn
 
 import stagegraph as sg
 from stagegraph.loading import load_module
+from stagegraph.runtime.errors import StagegraphWarning
 from stagegraph.runtime.fastpath import Decision
 from stagegraph.runtime.fastpath_report import FILE, LoaderReport, preview, record, recorded
 
@@ -95,3 +96,10 @@ def test_reading_a_record_does_not_import_torch(tmp_path: Path) -> None:
             "assert 'torch' not in sys.modules, 'torch was imported'")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
+
+
+def test_a_record_that_cannot_be_written_is_a_warning(tmp_path: Path) -> None:
+    (tmp_path / FILE).mkdir()  # os.replace cannot put a file over a folder
+    with pytest.warns(StagegraphWarning, match="could not record the fast-path decisions"):
+        record(tmp_path, sg.compile(loaders_experiment.build()), "first",
+               {"train": Decision("train", True, FAST)}, keep=False)
