@@ -40,21 +40,23 @@ def cmd_loaders(args: argparse.Namespace, plan: ExecutionPlan) -> int:
         reports = preview(plan)
     print(f"batch fast path per loader of experiment {plan.experiment!r} (loaders built, "
           "model not):")
-    print("\n".join([*_lines(reports), *recorded_lines(args.logdir)]))
+    print("\n".join([*_lines(reports), *recorded_lines(args.logdir, plan.experiment)]))
     return 0
 
 
-def recorded_lines(logdir: str | None) -> list[str]:
-    """What the run in ``logdir`` recorded, as lines after a blank one; none without a record."""
+def recorded_lines(logdir: str | None, experiment: str) -> list[str]:
+    """What the run in ``logdir`` recorded, as lines after a blank one; none without a record.
+    A record of another experiment's run says whose it is."""
     if logdir is None:
         return []
-    from stagegraph.runtime.fastpath_report import FILE, recorded
+    from stagegraph.runtime.fastpath_report import FILE, recorded, recorded_by
 
     reports = recorded(Path(logdir))
     if reports is None:
         return []
-    where = Path(logdir) / FILE
-    return ["", f"batch fast path per loader, as the run recorded it ({where}):",
+    by = recorded_by(Path(logdir))
+    run = "the run" if by == experiment else f"a run of another experiment, {by!r},"
+    return ["", f"batch fast path per loader, as {run} recorded it ({Path(logdir) / FILE}):",
             *_lines(reports)]
 
 

@@ -41,7 +41,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
     if args.loaders:
         return cmd_loaders(args, plan)
     if args.output is None:
-        print("\n".join([str(plan), *recorded_lines(args.logdir)]))
+        print("\n".join([str(plan), *recorded_lines(args.logdir, plan.experiment)]))
         return 0 if plan.ok else 1
     try:
         write_plan(plan, args.output)

@@ -130,6 +130,12 @@ def recorded(logdir: Path) -> list[LoaderReport] | None:
         return None
 
 
+def recorded_by(logdir: Path) -> str | None:
+    """The name of the experiment whose run wrote ``logdir``'s record (``None``: no record)."""
+    data = _read(logdir / FILE)
+    return str(data.get("experiment")) if data is not None else None
+
+
 def _read(path: Path) -> dict[str, Any] | None:
     """The file's content, or ``None`` when it is missing, unreadable or of another format."""
     try:

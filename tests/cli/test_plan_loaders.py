@@ -8,8 +8,11 @@ from pathlib import Path
 import pytest
 from cli_helpers import INVALID, cli
 
+import stagegraph as sg
 from stagegraph.cli.loaders import recorded_lines
-from stagegraph.runtime.fastpath_report import FILE
+from stagegraph.loading import load_experiment
+from stagegraph.runtime.fastpath import Decision
+from stagegraph.runtime.fastpath_report import FILE, record
 
 FIXTURE = str(Path(__file__).parent.parent / "runtime" / "fixtures" / "loaders_experiment.py")
 FAST = "TensorDataset, RandomSampler, one indexing per tensor"
@@ -60,7 +63,15 @@ def test_plan_with_the_logdir_of_a_run_shows_what_it_recorded(
 
 
 def test_no_logdir_or_no_record_adds_nothing(tmp_path: Path) -> None:
-    assert recorded_lines(None) == recorded_lines(str(tmp_path)) == []
+    assert recorded_lines(None, "x") == recorded_lines(str(tmp_path), "x") == []
+
+
+def test_a_record_of_another_experiment_says_whose_it_is(tmp_path: Path) -> None:
+    plan = sg.compile(load_experiment(FIXTURE))
+    record(tmp_path, plan, "first", {"train": Decision("train", True, FAST)}, keep=False)
+    assert recorded_lines(str(tmp_path), "other")[1] == (
+        "batch fast path per loader, as a run of another experiment, 'loaders', recorded it "
+        f"({tmp_path / FILE}):")
 
 
 PARTS = """
