@@ -7,6 +7,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from stagegraph.cli.loaders import add_options as add_loader_options
+from stagegraph.cli.loaders import cmd_loaders, recorded_lines
 from stagegraph.cli.options import common_options, compile_exp, compile_options
 from stagegraph.cli.validate import located, summary
 from stagegraph.compiler import ExecutionPlan
@@ -22,6 +24,7 @@ def add_parser(sub: Any) -> None:
                           help="print the plan, or write it as SVG, PNG, DOT or JSON")
     plan.add_argument("-o", "--output", type=_output_path, metavar="FILE",
                       help="write to FILE by its suffix: " + ", ".join(OUTPUT_SUFFIXES))
+    add_loader_options(plan)
     plan.set_defaults(command=cmd_plan)
 
 
@@ -34,9 +37,11 @@ def _output_path(value: str) -> Path:
 
 
 def cmd_plan(args: argparse.Namespace) -> int:
-    plan = compile_exp(args)
+    plan = compile_exp(args, static=not args.loaders)  # --loaders builds them: import mode
+    if args.loaders:
+        return cmd_loaders(args, plan)
     if args.output is None:
-        print(plan)
+        print("\n".join([str(plan), *recorded_lines(args.logdir, plan.experiment)]))
         return 0 if plan.ok else 1
     try:
         write_plan(plan, args.output)

@@ -31,8 +31,13 @@ EdgeKind = Literal["explicit", "dataflow"]
 
 
 class LoaderPlan(Frozen):
+    """One loader of a stage. ``fast_path``: whether the runtime may iterate it by the batch
+    fast path (the stage's ``fast_path=``, per loader); whether it applies is decided at run
+    time, with the live loader (`Runner.fast_path`, ``stagegraph plan --loaders``)."""
+
     name: str
     kind: LoaderKind
+    fast_path: bool = True
 
 
 class HandlerPlan(Frozen):
@@ -162,7 +167,9 @@ class StagePlan(Frozen):
     precision: Literal["fp32", "amp", "bf16"] = "fp32"
     batch_keys: tuple[str, ...] | None = None
     #: Whether the runtime may iterate in-memory loaders without their DataLoader (the batch
-    #: fast path); per loader it decides at run time (`Runner.fast_path`).
+    #: fast path): the stage's ``fast_path`` when a bool, the experiment's when the stage gives
+    #: a mapping per loader (``LoaderPlan.fast_path`` holds each loader's setting); per loader
+    #: it decides at run time whether the fast path applies (`Runner.fast_path`).
     fast_path: bool = True
     compile: CompilePlan | None = None
     loaders: tuple[LoaderPlan, ...] = ()

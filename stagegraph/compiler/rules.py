@@ -215,6 +215,9 @@ RULES: dict[str, Rule] = _rules(
          "Write compile=True, compile=False, or a dict of torch.compile options (mode, "
          "fullgraph, dynamic, backend, options, disable), e.g. compile={'backend': "
          "'aot_eager'}.", fixed=True),
+    Rule("SF531", "error", "a stage's fast_path= mapping names a loader the stage does not have",
+         "Name the stage's loaders in fast_path={'valid': False} (the message suggests a close "
+         "name), or write fast_path=True / False for every loader.", fixed=True),
     # Resuming a run.
     Rule("SF601", "error", "the plan changed since the checkpoint was written",
          "Resume with the experiment the checkpoint was written by, or pass --allow-plan-change "

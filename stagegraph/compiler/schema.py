@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from stagegraph.compiler.compile_options import compile_plan
 from stagegraph.compiler.diagnostics import Diagnostics, did_you_mean
+from stagegraph.compiler.fast_path_options import experiment_fast_path, fast_path_plan
 from stagegraph.compiler.inference import infer_function
 from stagegraph.compiler.inferred import covers, merge_inferred
 from stagegraph.compiler.keys import is_valid_key
@@ -56,7 +57,7 @@ class StageParams(BaseModel):
     check_run: bool
     precision: Literal["fp32", "amp", "bf16"]
     batch_keys: tuple[str, ...] | None = None
-    fast_path: bool = True
+    fast_path: Any = True  # checked by `fast_path_plan` (SF101, SF531)
     compile: Any = None  # checked by `compile_plan` (SF530)
 
 
@@ -115,6 +116,7 @@ def schema(
         diags.error("SF104", "the experiment has no stages",
                     "add one with experiment.add_stage('train', loaders={...}, ...)")
     compile_plan(getattr(experiment, "compile", False), diags)  # reported once, here
+    experiment_fast_path(getattr(experiment, "fast_path", True), diags)
     identities: dict[int, tuple[str, str]] = {}
     stages: list[StagePlan] = []
     seen: set[str] = set()
@@ -168,12 +170,17 @@ def _stage(
         own if own is not None else getattr(experiment, "compile", False),
         diags if own is not None else Diagnostics(), stage=name)
     handler = _handler(experiment.stage_handler(stage), name, diags)
+    loaders = _loaders(stage, diags)
+    params["fast_path"], per_loader = fast_path_plan(
+        stage.params.get("fast_path", True), getattr(experiment, "fast_path", True),
+        (lp.name for lp in loaders), diags, stage=name)
     return StagePlan(
         name=name,
         index=stage.index,
         after=_after(stage, diags),
         is_infer=is_infer_stage(name),
-        loaders=_loaders(stage, diags),
+        loaders=tuple(lp.model_copy(update={"fast_path": per_loader[lp.name]})
+                      for lp in loaders),
         components=_components(experiment, stage, diags),
         handler=handler,
         callbacks=_callbacks(stage, identities, diags),
@@ -209,7 +216,7 @@ def _param_hint(param: str | None) -> str:
         "check_run": "check_run is True or False",
         "precision": "precision is 'fp32', 'amp' or 'bf16'",
         "batch_keys": "batch_keys is a list of the keys every batch carries, e.g. ['features']",
-        "fast_path": "fast_path is True or False",
+        "fast_path": "fast_path is True, False or a mapping {loader name: True / False}",
         "compile": "compile is True, False or a dict of torch.compile options",
     }
     return hints.get(param or "", "see the stage parameters in docs/concepts.md")

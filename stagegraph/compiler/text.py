@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from stagegraph.compiler.order import describe_inversion
-from stagegraph.compiler.plan import CallbackPlan, ExecutionPlan, StagePlan
+from stagegraph.compiler.plan import CallbackPlan, ExecutionPlan, LoaderPlan, StagePlan
 from stagegraph.graph.enums import bucket_name
 
 
@@ -38,7 +38,7 @@ def _stage_lines(stage: StagePlan, total: int) -> list[str]:
         given["backend"] = stage.compile.backend
         options = ", ".join(f"{k}={v!r}" for k, v in given.items())
         lines.append(f"  compiled: model and criterion, torch.compile({options})")
-    loaders = ", ".join(f"{ld.name} ({ld.kind.value})" for ld in stage.loaders) or "none"
+    loaders = ", ".join(_loader(ld, stage.fast_path) for ld in stage.loaders) or "none"
     lines.append(f"  loaders: {loaders}")
     lines.append(f"  batch handler: {stage.handler.type}")
     for m in stage.migrations:
@@ -60,6 +60,12 @@ def _stage_lines(stage: StagePlan, total: int) -> list[str]:
     for event, names in stage.dispatch.items():
         lines.append(f"    {event}: {', '.join(names)}")
     return lines
+
+
+def _loader(loader: LoaderPlan, stage_default: bool) -> str:
+    """``train (train)``, and the loader's fast_path where it differs from the stage's."""
+    own = "" if loader.fast_path == stage_default else f", fast_path={loader.fast_path}"
+    return f"{loader.name} ({loader.kind.value}{own})"
 
 
 def _describe(cb: CallbackPlan) -> str:

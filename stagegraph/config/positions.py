@@ -69,6 +69,9 @@ def position(location: Location, document: Document) -> Position:
                 return document.value_at((*callback, location.param))
             return document.key_at(callback)
     if location.loader is not None and base:
+        named = (*base, location.param or "", location.loader)  # fast_path: {valdi: false}
+        if named in document.keys:
+            return document.key_at(named)
         for loaders in ((*base, "loaders"), ("loaders",)):
             if (*loaders, location.loader) in document.keys:
                 return document.key_at((*loaders, location.loader))

@@ -124,6 +124,12 @@ Compile = Annotated[
     Discriminator(_compile_form),
 ]
 
+#: ``fast_path:`` in a stage is true / false or per loader ({valid: false}, checked key by key).
+FastPath = Annotated[
+    Annotated[bool, Tag("flag")] | Annotated[dict[str, bool], Tag("per_loader")],
+    Discriminator(lambda value: "per_loader" if isinstance(value, dict) else "flag"),
+]
+
 _COMPILE = ("compile the model and criterion with torch.compile once per stage: true, false "
             "(default) or the options of torch.compile, such as {backend: aot_eager}")
 
@@ -167,9 +173,9 @@ class StageFields(Strict):
                                                           "precision) or bf16")
     batch_keys: list[str] | None = Field(None, description="the keys every batch carries, so "
                                                            "that batch.* reads can be checked")
-    fast_path: bool | None = Field(None, description="false: iterate every loader through its "
-                                                     "DataLoader, never the batch fast path "
-                                                     "(default true)")
+    fast_path: FastPath | None = Field(
+        None, description="false: iterate every loader through its DataLoader, never the batch "
+                          "fast path (default true); or per loader, {valid: false}")
     compile: Compile | None = Field(None, description=_COMPILE)
     lints: dict[str, Level] | None = Field(None, description=_LINTS + ", for this stage")
     model: Target | None = _component(_MODEL + "; replaces the experiment's in this stage")

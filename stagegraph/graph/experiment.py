@@ -128,7 +128,8 @@ class Experiment:
         experiment's for this stage; each may be an object or a factory the runtime calls.
         ``lints`` sets diagnostic levels for this stage (``{"SF506": "allow"}``).
         ``fast_path=False`` iterates every loader of the stage through its DataLoader (default:
-        the experiment's ``fast_path``; see "The batch fast path" in docs/runtime.md).
+        the experiment's ``fast_path``; see "The batch fast path" in docs/runtime.md); a mapping
+        ``{loader_name: bool}`` sets the loaders it names, the others take the experiment's.
         ``compile=True`` (or a dict of `torch.compile` options) compiles the stage's model and
         criterion once at stage start; unset or ``None``: the experiment's ``compile``.
         """

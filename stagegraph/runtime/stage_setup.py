@@ -13,6 +13,7 @@ from stagegraph.runtime.binding import StageBinding
 from stagegraph.runtime.callbacks.files import unwrap
 from stagegraph.runtime.compiled import compile_stage
 from stagegraph.runtime.fastpath import decide
+from stagegraph.runtime.fastpath_report import record
 from stagegraph.runtime.optim import StageContext, train_batch_size
 from stagegraph.runtime.optim_state import carry
 from stagegraph.runtime.precision import make_scaler, precision_step
@@ -39,9 +40,12 @@ def build_stage(runner: Runner) -> None:
     if runner._distributed is not None:  # DDP model, sharded train loaders
         runner.model, runner.loaders = runner._distributed.prepare_stage(
             runner.model, runner.loaders, runner.stage, runner.plan.seed)
-    decided = {lp.name: decide(lp.name, runner.loaders[lp.name], runner.stage.fast_path)
+    decided = {lp.name: decide(lp.name, runner.loaders[lp.name], lp.fast_path)
                for lp in runner.stage.loaders}
     runner.fast_path = {name: decision for name, (decision, _) in decided.items()}
+    if runner.logdir is not None and runner.is_distributed_master:  # for `stagegraph plan`
+        record(runner.logdir, runner.plan, runner.stage.name, runner.fast_path,
+               keep=runner.resumed_from is not None or runner.stage.index > 0)
     runner._loader_items = tuple(
         (lp.name, lp.kind, runner.loaders[lp.name], decided[lp.name][1])
         for lp in runner.stage.loaders)

@@ -37,6 +37,7 @@ import stagegraph as sg
 from stagegraph.compiler.text import plan_to_text
 from stagegraph.runtime.callbacks import ConsoleLogger
 from stagegraph.runtime.fastpath import batches, decide, ineligible
+from stagegraph.runtime.fastpath_report import LoaderReport, recorded
 
 FIXTURES = Path(__file__).parent / "fixtures"
 
@@ -332,8 +333,14 @@ def test_two_ranks_draw_the_same_batches_and_train_the_same_weights(tmp_path: Pa
     command = ["-m", "stagegraph", "run", str(FIXTURES / "fastpath_ddp.py"), "--ddp", "2",
                "--quiet"]
     for name, flag in (("on", "1"), ("off", "0")):
-        done = launch(command, tmp_path / name, SG_FAST_PATH=flag)
+        logdir = ["--logdir", str(tmp_path / name / "logs")] if name == "on" else []
+        done = launch([*command, *logdir], tmp_path / name, SG_FAST_PATH=flag)
         assert done.code == 0, done.err
+    assert _text(recorded(tmp_path / "on" / "logs")) == [  # by the master, for the run
+        "train: loader 'train': fast path (TensorDataset, DistributedSampler, one indexing per "
+        "tensor)",
+        "train: loader 'valid': fast path (TensorDataset, SequentialSampler, one indexing per "
+        "tensor)"]
     for rank in (0, 1):
         used = json.loads((tmp_path / "on" / f"fastpath.rank{rank}.json").read_text())
         assert used[0] == ("loader 'train': batch fast path (TensorDataset, DistributedSampler, "
@@ -342,3 +349,20 @@ def test_two_ranks_draw_the_same_batches_and_train_the_same_weights(tmp_path: Pa
         assert len(on) == len(off) == 10  # 2 epochs of 20 samples per rank in batches of 4
         _assert_identical(off, on)
         assert _same(*(torch.load(tmp_path / n / f"weights.rank{rank}.pt") for n in ("on", "off")))
+
+
+def test_the_switch_per_loader_turns_off_only_the_loaders_it_names() -> None:
+    exp = sg.Experiment("fp", seed=5, criterion=nn.CrossEntropyLoss,
+                        model=lambda: nn.Linear(3, 2))
+    exp.add_stage("a", loaders={"train": _train, "valid": lambda: DataLoader(dataset(12))},
+                  optimizer=lambda m: torch.optim.SGD(m.parameters(), lr=0.1),
+                  fast_path={"valid": False})
+    run = _run(exp)
+    assert [str(d) for d in run.fast_path.values()] == [
+        "loader 'train': batch fast path (TensorDataset, RandomSampler, one indexing per tensor)",
+        "loader 'valid': DataLoader (no fast path: turned off by fast_path=False)"]
+
+
+def _text(reports: list[LoaderReport] | None) -> list[str]:
+    assert reports is not None
+    return [f"{r.stage}: {r}" for r in reports]

@@ -129,7 +129,7 @@ def test_the_folders_a_run_writes_come_from_its_plan() -> None:
     exp = build()
     exp.stages[2].callbacks["predictions"] = PredictionWriter(folder="preds/x")
     names = entries_of(sg.compile(exp, device="cpu", verbose=False, logdir="somewhere"))
-    assert names == {"checkpoints", "logs", "preds"}
+    assert names == {"checkpoints", "fast_path.json", "logs", "preds"}
 
 
 def test_an_exception_checkpoint_goes_once_its_stage_completes(tmp_path: Path) -> None:

@@ -30,13 +30,15 @@ from typing import Any
 
 from stagegraph.runtime.callbacks.files import atomic_write, fsync_dir
 from stagegraph.runtime.errors import LogdirError, ResumeWarning
+from stagegraph.runtime.fastpath_report import FILE as FAST_PATH_FILE
 from stagegraph.runtime.resume.store import CheckpointProblem, ResumeStore
 
 SUPERSEDED = ".superseded"
 FINISHED = "finished.json"
 FINISHED_FORMAT = "stagegraph.finished/1"
-#: What every run writes in its logdir, whatever its callbacks: the checkpoint folders.
-ALWAYS = frozenset({"checkpoints"})
+#: What every run writes in its logdir, whatever its callbacks: the checkpoint folders, and
+#: the batch fast path's decisions per loader.
+ALWAYS = frozenset({"checkpoints", FAST_PATH_FILE})
 
 
 @dataclass(frozen=True)
