@@ -1,12 +1,13 @@
 """Graphviz emitter: draw an `ExecutionPlan` as a `graphviz.Digraph`, a pure function of the plan.
 
-Stages are columns in run order (``columns`` to a row), each a cluster headed by a note that sums
-the stage up; stage edges join the notes, grey, or green and labelled with the experiment-scoped
-callbacks that migrate along them. Inside a stage the callbacks stand top to bottom in plan order,
-each numbered with its position, joined by their hard edges (see `render_edges` for what the
-compact detail leaves out and bundles, `render_style` for colours). The legend is drawn once,
-below the stages. Node ids are positional (``s0``, ``s0_c3``, ``s0_h1``), so any callback or stage
-name — unicode, spaces, quotes, colons — only ever appears inside an escaped label.
+Stages are columns in run order (``columns`` to a row), each under a tab with its name; stage
+edges join the tabs, grey, or green and labelled with the experiment-scoped callbacks that migrate
+along them. In a stage's box, a note sums the stage up and the callbacks stand top to bottom in
+plan order, numbered, joined by their hard edges: `render_edges` says what the compact detail
+leaves out and bundles into hubs, `render_style` how things look. The legend is drawn once,
+below the stages. Node ids are positional (``s0``, ``s0_note``, ``s0_c3``, ``s0_h1``), so any
+callback or stage name — unicode, spaces, quotes, colons — only ever appears inside an escaped
+label.
 """
 
 from __future__ import annotations
@@ -36,8 +37,12 @@ from stagegraph.graph.enums import CallbackScope, bucket_name
 
 Detail = Literal["compact", "full"]
 DETAILS: tuple[Detail, ...] = ("compact", "full")
-# Stage edges within a row keep the notes on one rank, left to right.
+# Stage edges within a row keep the tabs on one rank, left to right.
 FLAT = {"minlen": "0", "weight": "10"}
+# A node's edges leave it left to right in the order they are drawn, so a long edge does not
+# cross its neighbours' labels. (Only nodes inside stages: with Graphviz 2.43, a flat stage edge
+# next to an ordered node can be drawn twice.)
+ORDERED = {"ordering": "out"}
 
 
 def to_graphviz(plan: ExecutionPlan, *, detail: Detail = "compact", stage: str | None = None,
@@ -58,13 +63,14 @@ def to_graphviz(plan: ExecutionPlan, *, detail: Detail = "compact", stage: str |
     if detail not in DETAILS:
         raise ValueError(f"detail {detail!r}: use one of {', '.join(DETAILS)}")
     stages = selected_stages(plan, stage)
-    graph = graphviz.Digraph("plan", graph_attr=_graph_attrs(plan),
+    graph = graphviz.Digraph("plan", graph_attr=_graph_attrs(plan, stage),
                              node_attr={"fontname": FONT, "fontsize": "10"},
                              edge_attr={"fontname": FONT, "fontsize": "9"})
     hubs = False
     for s in stages:
         cluster, drawn = _stage_cluster(s, compact=detail == "compact")
         graph.subgraph(cluster)
+        _stage_tab(graph, s)
         hubs = hubs or drawn
     for attrs in _between_stages(plan, stages, max(columns, 1)):
         graph.edge(attrs.pop("tail"), attrs.pop("head"), **attrs)
@@ -85,8 +91,9 @@ def selected_stages(plan: ExecutionPlan, name: str | None) -> tuple[StagePlan, .
                      f"stages: {known}.{hint}")
 
 
-def _graph_attrs(plan: ExecutionPlan) -> dict[str, str]:
-    return {"rankdir": "TB", "fontname": FONT, "label": graphviz.escape(_title(plan)),
+def _graph_attrs(plan: ExecutionPlan, stage: str | None) -> dict[str, str]:
+    title = _title(plan) + ("" if stage is None else f" · stage {stage!r} alone")
+    return {"rankdir": "TB", "fontname": FONT, "label": graphviz.escape(title),
             "labelloc": "t", "nodesep": "0.25", "ranksep": "0.3", "newrank": "true"}
 
 
@@ -98,7 +105,13 @@ def _title(plan: ExecutionPlan) -> str:
 
 # --- ids -------------------------------------------------------------------------------------
 def stage_id(stage: StagePlan) -> str:
+    """The stage's tab, above its column: stage edges join the tabs."""
     return f"s{stage.index}"
+
+
+def note_id(stage: StagePlan) -> str:
+    """The note that sums the stage up, at the top of its cluster."""
+    return f"s{stage.index}_note"
 
 
 def callback_id(stage: StagePlan, position: int) -> str:
@@ -112,28 +125,25 @@ def hub_id(stage: StagePlan, position: int) -> str:
 
 def last_id(stage: StagePlan) -> str:
     """The bottom of a stage's column: its last callback, else its note."""
-    return callback_id(stage, len(stage.callbacks)) if stage.callbacks else stage_id(stage)
+    return callback_id(stage, len(stage.callbacks)) if stage.callbacks else note_id(stage)
 
 
 # --- a stage ---------------------------------------------------------------------------------
 def _stage_cluster(stage: StagePlan, *, compact: bool) -> tuple[graphviz.Digraph, bool]:
-    """The stage's cluster, and whether it holds a hub."""
-    cluster = graphviz.Digraph(
-        f"cluster_{stage_id(stage)}",
-        graph_attr={"label": graphviz.escape(f"stage {stage.index + 1}: {stage.name}"),
-                    "style": "rounded", "color": "#888888", "fontsize": "14"},
-    )
-    cluster.node(stage_id(stage), lines(*_stage_summary(stage, compact=compact)), shape="note",
+    """The stage's cluster (its note, callbacks, hubs and edges), and whether it holds a hub."""
+    cluster = graphviz.Digraph(f"cluster_{stage_id(stage)}",
+                               graph_attr={"label": "", "style": "rounded", "color": "#888888"})
+    cluster.node(note_id(stage), lines(*_stage_summary(stage, compact=compact)), shape="note",
                  style="filled", fillcolor="#fffbe6", color="#b59f3b")
     ids = {cb.name: callback_id(stage, i) for i, cb in enumerate(stage.callbacks, 1)}
     for i, cb in enumerate(stage.callbacks, 1):
         label = _compact_label(i, cb) if compact else _callback_label(i, cb)
         extra = {"tooltip": graphviz.escape(" · ".join(_callback_label(i, cb)))} if compact else {}
-        cluster.node(ids[cb.name], lines(*label), **node_style(cb), **extra)
+        cluster.node(ids[cb.name], lines(*label), **node_style(cb), **extra, **ORDERED)
     drawn = stage_edges(stage, compact=compact)
     # The invisible chain keeps the callbacks in plan order, top to bottom; a hub stands in it
     # just above its first reader.
-    for tail, head in pairwise([stage_id(stage), *_column(stage, ids, drawn.hubs)]):
+    for tail, head in pairwise([note_id(stage), *_column(stage, ids, drawn.hubs)]):
         cluster.edge(tail, head, style="invis", weight="10")
     inverted = {(e.source, e.target) for e in stage.inversions}
     for (source, target), group in drawn.pairs.items():
@@ -142,6 +152,13 @@ def _stage_cluster(stage: StagePlan, *, compact: bool) -> tuple[graphviz.Digraph
     for n, hub in enumerate(drawn.hubs, 1):
         _draw_hub(cluster, hub_id(stage, n), hub, ids)
     return cluster, bool(drawn.hubs)
+
+
+def _stage_tab(graph: graphviz.Digraph, stage: StagePlan) -> None:
+    """The stage's name above its cluster; an invisible edge keeps it there."""
+    graph.node(stage_id(stage), graphviz.escape(f"stage {stage.index + 1}: {stage.name}"),
+               shape="box", style="rounded,bold", color="#888888", fontsize="14")
+    graph.edge(stage_id(stage), note_id(stage), style="invis", weight="100")
 
 
 def _column(stage: StagePlan, ids: dict[str, str], hubs: tuple[Hub, ...]) -> list[str]:
@@ -154,7 +171,7 @@ def _column(stage: StagePlan, ids: dict[str, str], hubs: tuple[Hub, ...]) -> lis
 
 
 def _draw_hub(cluster: graphviz.Digraph, node: str, hub: Hub, ids: dict[str, str]) -> None:
-    cluster.node(node, lines(hub.label), **HUB)
+    cluster.node(node, lines(hub.label), **HUB, **ORDERED)
     for writer in hub.writers:
         cluster.edge(ids[writer], node, **hub_edge_style(hub, writer=writer))
     for reader in hub.readers:
