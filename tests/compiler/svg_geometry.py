@@ -1,4 +1,4 @@
-"""Geometry of an SVG drawn by Graphviz's `dot`: its size in pixels, and edge labels an edge crosses.
+"""Geometry of an SVG drawn by Graphviz's `dot`: its size in pixels, and the edge labels edges cross
 
 Text boxes are estimated from Helvetica's advance widths (narrow, wide, capital and other
 glyphs); edge paths are sampled along their cubic Bézier segments.

@@ -184,7 +184,7 @@ def test_broken_plans_still_render() -> None:
     plan = sg.compile(exp)
     assert {"SF201", "SF402"} <= {d.code for d in plan.diagnostics}
     for detail in ("compact", "full"):
-        source = to_graphviz(plan, detail=detail).source  # type: ignore[arg-type]
+        source = to_graphviz(plan, detail=detail).source
         assert "2 error(s)" in source
         assert "\ts0 -> s1 [" in source and "\ts1 -> s0 [" in source  # both stage edges
         # A cycle is an error: the compact drawing leaves out none of its edges.

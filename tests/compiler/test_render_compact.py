@@ -38,7 +38,7 @@ def drawn(source: str) -> list[tuple[str, str]]:
 
 
 def test_digits_compact_edge_count() -> None:
-    compact, full = (drawn(to_graphviz(digits(), detail=d).source)  # type: ignore[arg-type]
+    compact, full = (drawn(to_graphviz(digits(), detail=d).source)
                      for d in ("compact", "full"))
     # 3 stage edges; pretrain and finetune 6 callback edges each, train 9. Full detail adds
     # the epoch metrics' edges to each console, which validation's valid.* already orders.
