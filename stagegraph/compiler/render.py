@@ -224,36 +224,44 @@ class _Layout:
     def same_row(self, a: str, b: str) -> bool:
         return self.place[a][0] == self.place[b][0]
 
+    def neighbours(self, a: str, b: str) -> bool:
+        """``b`` stands right next to ``a``, on its right."""
+        return self.same_row(a, b) and self.place[b][1] == self.place[a][1] + 1
+
 
 def _between_stages(plan: ExecutionPlan, stages: tuple[StagePlan, ...],
                     columns: int) -> list[dict[str, str]]:
-    """Stage edges between the notes (flat within a row), invisible run-order edges between
+    """Stage edges between the tabs (flat within a row), invisible run-order edges between
     neighbours no stage edge joins, and invisible edges that start each row below the last."""
-    drawn = {s.name: s for s in stages}
     layout = _Layout({s.name: divmod(i, columns) for i, s in enumerate(stages)})
+    tabs = {s.name: stage_id(s) for s in stages}
     migrations = {(m.source, m.target): m for s in plan.stages for m in s.migrations}
-    joined = {(e.source, e.target) for e in plan.stage_edges} | set(migrations)
-    edges = []
-    for source, target in dict.fromkeys([(e.source, e.target) for e in plan.stage_edges]
-                                        + list(migrations)):
-        if source in drawn and target in drawn:
-            style = _stage_edge_style(migrations.get((source, target)))
-            flat = FLAT if layout.same_row(source, target) else {}
-            edges.append({"tail": stage_id(drawn[source]), "head": stage_id(drawn[target]),
-                          **style, **flat})
+    pairs = [p for p in dict.fromkeys([(e.source, e.target) for e in plan.stage_edges]
+                                      + list(migrations)) if p[0] in tabs and p[1] in tabs]
+    # Labels only when every stage edge joins neighbouring tabs: an edge that arcs over a tab
+    # would run through them.
+    labelled = all(layout.neighbours(*p) for p in pairs)
+    edges = [{"tail": tabs[source], "head": tabs[target],
+              **_stage_edge_style(migrations.get((source, target)), labelled=labelled),
+              **(FLAT if layout.same_row(source, target) else {})}
+             for source, target in pairs]
     for first, second in pairwise(stages):
-        if (first.name, second.name) not in joined and layout.same_row(first.name, second.name):
-            edges.append({"tail": stage_id(first), "head": stage_id(second), "style": "invis",
+        if (first.name, second.name) not in pairs and layout.same_row(first.name, second.name):
+            edges.append({"tail": tabs[first.name], "head": tabs[second.name], "style": "invis",
                           **FLAT})
     for above, below in zip(stages, stages[columns:], strict=False):
         edges.append({"tail": last_id(above), "head": stage_id(below), "style": "invis"})
     return edges
 
 
-def _stage_edge_style(migration: MigrationPlan | None) -> dict[str, str]:
+def _stage_edge_style(migration: MigrationPlan | None, *, labelled: bool) -> dict[str, str]:
+    """Grey, or green where callbacks migrate, labelled with them or not (the tooltip always
+    names them, and so do the migrated callbacks, with their source stage)."""
     if migration is None:
         return dict(STAGE_EDGE)
-    return {**MIGRATION, "label": lines("migrates:", *migration.callbacks)}
+    names = lines("migrates:", *migration.callbacks)
+    tooltip = graphviz.escape("migrates: " + ", ".join(migration.callbacks))
+    return {**MIGRATION, "tooltip": tooltip, **({"label": names} if labelled else {})}
 
 
 def _add_legend(graph: graphviz.Digraph, stages: tuple[StagePlan, ...], *, per_row: int,

@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 from conftest import LOADERS, Metric, Plain, Tracker, experiment
+from svg_geometry import crossed_labels, edges_drawn_twice
 
 import stagegraph as sg
 from stagegraph.compiler.render import to_graphviz
@@ -74,11 +75,27 @@ def test_callbacks_are_numbered_and_chained_in_plan_order() -> None:
                                          for i in range(1, len(names))]
 
 
-def test_stage_edges_join_the_notes_and_show_migration() -> None:
+def test_stage_edges_join_the_tabs_and_show_migration() -> None:
     source = full(small())
     (edge,) = [ln.strip() for ln in source.splitlines() if ln.startswith("\ts0 -> s1 ")]
     assert edge == ('s0 -> s1 [label="migrates:\\ntracker" color="#2e7d32" '
-                    'fontcolor="#2e7d32" minlen=0 penwidth=2.5 weight=10]')
+                    'fontcolor="#2e7d32" minlen=0 penwidth=2.5 tooltip="migrates: tracker" '
+                    'weight=10]')
+
+
+def test_stage_edges_that_skip_a_tab_keep_migrations_in_the_tooltip() -> None:
+    exp = experiment()
+    exp.add_stage("a", loaders=dict(LOADERS), callbacks={"tracker": Tracker()})
+    exp.add_stage("b", loaders=dict(LOADERS))
+    exp.add_stage("c", after=["a"], loaders=dict(LOADERS))
+    source = full(sg.compile(exp, verbose=False))
+    edges = {ln.split(" [")[0].strip(): ln for ln in source.splitlines() if ln.startswith("\ts")}
+    assert set(edges) >= {"s0 -> s1", "s0 -> s2"}
+    assert 'tooltip="migrates: tracker"' in edges["s0 -> s2"]
+    assert "label=" not in edges["s0 -> s1"] + edges["s0 -> s2"]
+    if shutil.which("dot") is not None:
+        drawing = to_graphviz(sg.compile(exp, verbose=False)).pipe(format="svg").decode()
+        assert crossed_labels(drawing) == [] and edges_drawn_twice(drawing) == []
 
 
 def test_a_stage_edge_without_migration_is_grey() -> None:
