@@ -94,6 +94,19 @@ def test_an_edge_a_chain_implies_is_only_in_full() -> None:
     assert a_to_c not in drawn(to_graphviz(plan).source)
 
 
+def test_an_implied_edge_that_overrides_the_buckets_stays() -> None:
+    exp = experiment()
+    exp.add_stage("train", loaders=dict(LOADERS), callbacks={
+        "a": Plain(order=100, writes=["metric.k"]), "b": Plain(order=100, after=["a"]),
+        "c": Plain(order=0, reads=["metric.k"], after=["b"])})
+    plan = sg.compile(exp, verbose=False)
+    stage = plan.stage("train")
+    ids = {cb.name: f"s0_c{i}" for i, cb in enumerate(stage.callbacks, 1)}
+    assert ("a", "c") in {(e.source, e.target) for e in stage.inversions}
+    compact = drawn(to_graphviz(plan).source)
+    assert {(ids["a"], ids["b"]), (ids["b"], ids["c"]), (ids["a"], ids["c"])} <= set(compact)
+
+
 def test_the_legend_is_drawn_once_outside_every_stage() -> None:
     for source in (to_graphviz(digits()).source, to_graphviz(digits(), stage="train").source,
                    to_graphviz(small(), detail="full").source):
