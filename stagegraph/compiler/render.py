@@ -74,7 +74,8 @@ def to_graphviz(plan: ExecutionPlan, *, detail: Detail = "compact", stage: str |
         hubs = hubs or drawn
     for attrs in _between_stages(plan, stages, max(columns, 1)):
         graph.edge(attrs.pop("tail"), attrs.pop("head"), **attrs)
-    _add_legend(graph, stages, per_row=7 if len(stages) >= 3 else 3, hubs=hubs)
+    wide = min(len(stages), max(columns, 1)) >= 3
+    _add_legend(graph, stages, per_row=7 if wide else 3, hubs=hubs)
     return graph
 
 
@@ -135,11 +136,7 @@ def _stage_cluster(stage: StagePlan, *, compact: bool) -> tuple[graphviz.Digraph
                                graph_attr={"label": "", "style": "rounded", "color": "#888888"})
     cluster.node(note_id(stage), lines(*_stage_summary(stage, compact=compact)), shape="note",
                  style="filled", fillcolor="#fffbe6", color="#b59f3b")
-    ids = {cb.name: callback_id(stage, i) for i, cb in enumerate(stage.callbacks, 1)}
-    for i, cb in enumerate(stage.callbacks, 1):
-        label = _compact_label(i, cb) if compact else _callback_label(i, cb)
-        extra = {"tooltip": graphviz.escape(" · ".join(_callback_label(i, cb)))} if compact else {}
-        cluster.node(ids[cb.name], lines(*label), **node_style(cb), **extra, **ORDERED)
+    ids = _draw_callbacks(cluster, stage, compact=compact)
     drawn = stage_edges(stage, compact=compact)
     # The invisible chain keeps the callbacks in plan order, top to bottom; a hub stands in it
     # just above its first reader.
@@ -152,6 +149,18 @@ def _stage_cluster(stage: StagePlan, *, compact: bool) -> tuple[graphviz.Digraph
     for n, hub in enumerate(drawn.hubs, 1):
         _draw_hub(cluster, hub_id(stage, n), hub, ids)
     return cluster, bool(drawn.hubs)
+
+
+def _draw_callbacks(cluster: graphviz.Digraph, stage: StagePlan, *,
+                    compact: bool) -> dict[str, str]:
+    """The stage's callbacks as nodes (compact: two lines, the rest in the tooltip); their ids
+    by name."""
+    ids = {cb.name: callback_id(stage, i) for i, cb in enumerate(stage.callbacks, 1)}
+    for i, cb in enumerate(stage.callbacks, 1):
+        label = _compact_label(i, cb) if compact else _callback_label(i, cb)
+        extra = {"tooltip": graphviz.escape(" · ".join(_callback_label(i, cb)))} if compact else {}
+        cluster.node(ids[cb.name], lines(*label), **node_style(cb), **extra, **ORDERED)
+    return ids
 
 
 def _stage_tab(graph: graphviz.Digraph, stage: StagePlan) -> None:
