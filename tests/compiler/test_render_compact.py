@@ -94,6 +94,26 @@ def test_an_edge_a_chain_implies_is_only_in_full() -> None:
     assert a_to_c not in drawn(to_graphviz(plan).source)
 
 
+def test_a_hub_feeds_only_the_readers_of_every_writer() -> None:
+    exp = experiment()
+    logging = sg.CallbackOrder.Logging
+    exp.add_stage("train", loaders=dict(LOADERS), callbacks={
+        "all_1": Plain(order=logging, reads=["epoch_metric.*"]),
+        "all_2": Plain(order=logging, reads=["epoch_metric.*"]),
+        "lr_only": Plain(order=logging, reads=["epoch_metric.lr"])})
+    plan = sg.compile(exp, verbose=False)
+    ids = {cb.name: f"s0_c{i}" for i, cb in enumerate(plan.stage("train").callbacks, 1)}
+    source = to_graphviz(plan).source
+    edges = drawn(source)
+    assert '\t\ts0_h1 [label="epoch_metric.*"' in source and "s0_h2" not in source
+    assert sorted(t for t, h in edges if h == "s0_h1") == sorted(
+        [ids["metric_aggregation"], ids["optimizer"]])
+    assert sorted(h for t, h in edges if t == "s0_h1") == sorted(
+        [ids["validation"], ids["all_1"], ids["all_2"]])
+    assert (ids["optimizer"], ids["lr_only"]) in edges  # one writer: drawn directly
+    assert f'{ids["optimizer"]} -> {ids["lr_only"]} [label="epoch_metric.lr"' in source
+
+
 def test_an_implied_edge_that_overrides_the_buckets_stays() -> None:
     exp = experiment()
     exp.add_stage("train", loaders=dict(LOADERS), callbacks={
