@@ -93,15 +93,17 @@ def selected_stages(plan: ExecutionPlan, name: str | None) -> tuple[StagePlan, .
 
 
 def _graph_attrs(plan: ExecutionPlan, stage: str | None) -> dict[str, str]:
-    title = _title(plan) + ("" if stage is None else f" · stage {stage!r} alone")
-    return {"rankdir": "TB", "fontname": FONT, "label": graphviz.escape(title),
+    """The title (on two lines above one stage alone, which draws narrow) and the spacing."""
+    name = f"experiment {plan.experiment!r}"
+    title = (graphviz.escape(f"{name} · {_facts(plan)}") if stage is None else
+             lines(f"{name} · stage {stage!r} alone", _facts(plan)))
+    return {"rankdir": "TB", "fontname": FONT, "label": title,
             "labelloc": "t", "nodesep": "0.25", "ranksep": "0.3", "newrank": "true"}
 
 
-def _title(plan: ExecutionPlan) -> str:
+def _facts(plan: ExecutionPlan) -> str:
     counts = f"{len(plan.errors)} error(s), {len(plan.warnings)} warning(s)"
-    return (f"experiment {plan.experiment!r} · rank {plan.rank.value} · device {plan.device}"
-            f" · {counts} · hash {plan.hash[:12]}")
+    return f"rank {plan.rank.value} · device {plan.device} · {counts} · hash {plan.hash[:12]}"
 
 
 # --- ids -------------------------------------------------------------------------------------
