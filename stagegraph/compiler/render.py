@@ -182,7 +182,9 @@ def _column(stage: StagePlan, ids: dict[str, str], hubs: tuple[Hub, ...]) -> lis
 
 
 def _draw_hub(cluster: graphviz.Digraph, node: str, hub: Hub, ids: dict[str, str]) -> None:
-    cluster.node(node, lines(hub.label), **HUB, **ORDERED)
+    about = (f"{hub.label}: written by {', '.join(hub.writers)}; read by "
+             f"{', '.join(hub.readers)}")
+    cluster.node(node, lines(hub.label), **HUB, **ORDERED, tooltip=graphviz.escape(about))
     for writer in hub.writers:
         cluster.edge(ids[writer], node, **hub_edge_style(hub, writer=writer))
     for reader in hub.readers:
