@@ -43,13 +43,13 @@ class StageEdges:
 
 def stage_edges(stage: StagePlan, *, compact: bool) -> StageEdges:
     """The edges between ``stage``'s callbacks to draw: all of them, or the compact set."""
-    names = {cb.name for cb in stage.callbacks}
+    names = [cb.name for cb in stage.callbacks]
     pairs = {p: g for p, g in group(stage.edges).items() if p[0] in names and p[1] in names}
     if not compact:
         return StageEdges(pairs)
     inverted = {(e.source, e.target) for e in stage.inversions}
     pairs = _reduce(pairs, keep=inverted)
-    hubs = _hubs(pairs, inverted)
+    hubs = _hubs(pairs, inverted, order=names)
     bundled = {id(e) for hub in hubs for e in hub.edges}
     rest = {p: [e for e in g if id(e) not in bundled] for p, g in pairs.items()}
     return StageEdges({p: g for p, g in rest.items() if g}, tuple(hubs))
@@ -77,8 +77,9 @@ def _family(edge: EdgePlan) -> str | None:
     return edge.key.split(".", 1)[0]
 
 
-def _hubs(pairs: dict[Pair, list[EdgePlan]], inverted: set[Pair]) -> list[Hub]:
-    """A hub per key family whose two or more writers feed two or more readers each."""
+def _hubs(pairs: dict[Pair, list[EdgePlan]], inverted: set[Pair], order: list[str]) -> list[Hub]:
+    """A hub per key family whose two or more writers feed two or more readers each; writers
+    and readers in plan ``order``."""
     by_family: dict[str, list[EdgePlan]] = {}
     for pair, edges in pairs.items():
         for edge in edges if pair not in inverted else ():
@@ -87,11 +88,12 @@ def _hubs(pairs: dict[Pair, list[EdgePlan]], inverted: set[Pair]) -> list[Hub]:
                 by_family.setdefault(family, []).append(edge)
     hubs = []
     for family, edges in by_family.items():
-        writers = tuple(dict.fromkeys(e.source for e in edges))
+        writers = tuple(sorted({e.source for e in edges}, key=order.index))
         sources: dict[str, set[str]] = {}
         for edge in edges:
             sources.setdefault(edge.target, set()).add(edge.source)
-        readers = tuple(r for r, got in sources.items() if got == set(writers))
+        readers = tuple(sorted((r for r, got in sources.items() if got == set(writers)),
+                               key=order.index))
         if len(writers) >= 2 and len(readers) >= 2:
             kept = tuple(e for e in edges if e.target in readers)
             hubs.append(Hub(family, writers, readers, kept))

@@ -111,7 +111,7 @@ def test_a_hub_feeds_only_the_readers_of_every_writer() -> None:
     assert sorted(h for t, h in edges if t == "s0_h1") == sorted(
         [ids["validation"], ids["all_1"], ids["all_2"]])
     assert ('tooltip="epoch_metric.*: written by metric_aggregation, optimizer; read by '
-            'validation, all_1, all_2"') in source
+            'validation, all_1, all_2"') in source  # in plan order
     assert (ids["optimizer"], ids["lr_only"]) in edges  # one writer: drawn directly
     assert f'{ids["optimizer"]} -> {ids["lr_only"]} [label="epoch_metric.lr"' in source
 
