@@ -258,10 +258,13 @@ class ExecutionPlan(Frozen):
     def to_json(self, indent: int | None = 2) -> str:
         return self.model_dump_json(indent=indent)
 
-    def to_graphviz(self) -> graphviz.Digraph:
+    def to_graphviz(self, *, detail: Literal["compact", "full"] = "compact",
+                    stage: str | None = None) -> graphviz.Digraph:
+        """The drawing (`stagegraph.compiler.render.to_graphviz`): compact or full detail,
+        every stage or one."""
         from stagegraph.compiler.render import to_graphviz
 
-        return to_graphviz(self)
+        return to_graphviz(self, detail=detail, stage=stage)
 
     def explain(self, stage: str, first: str, second: str) -> Explanation:
         from stagegraph.compiler.explain import explain

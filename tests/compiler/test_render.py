@@ -1,4 +1,5 @@
-"""The Graphviz emitter: DOT text for a small experiment, odd names, and SVG through `dot`."""
+"""The Graphviz emitter at full detail: DOT text for a small experiment, odd names, SVG through
+`dot` (the compact default and one-stage drawings: test_render_compact.py)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from typing import Any
 
 import pytest
 from conftest import LOADERS, Metric, Plain, Tracker, experiment
+from svg_geometry import crossed_labels, edges_drawn_twice
 
 import stagegraph as sg
 from stagegraph.compiler.render import to_graphviz
@@ -47,43 +49,60 @@ def node_line(source: str, node_id: str) -> str:
     return line
 
 
+def full(plan: sg.ExecutionPlan) -> str:
+    return to_graphviz(plan, detail="full").source
+
+
 def test_stages_are_clusters_in_run_order_with_a_summary() -> None:
-    source = to_graphviz(small()).source
+    source = full(small())
     assert source.index("subgraph cluster_s0 {") < source.index("subgraph cluster_s1 {")
     assert 'label="stage 1: pretrain"' in source and 'label="stage 2: finetune"' in source
-    assert ('s0 [label="1 epoch(s) · main metric accuracy (max), valid loader valid\\n'
+    assert ('s0_note [label="1 epoch(s) · main metric accuracy (max), valid loader valid\\n'
             'loaders: train, valid\\n') in source
-    assert source.rstrip().endswith("}") and "subgraph cluster_legend {" in source
+    assert '\ts0 [label="stage 1: pretrain" color="#888888" fontsize=14' in source  # its tab
+    assert "\ts0 -> s0_note [style=invis weight=100]" in source
+    assert source.rstrip().endswith("}") and "\tlegend [label=<<table" in source
 
 
 def test_callbacks_are_numbered_and_chained_in_plan_order() -> None:
     plan = small()
-    source = to_graphviz(plan).source
+    source = full(plan)
     names = [cb.name for cb in plan.stage("pretrain").callbacks]
     for i, name in enumerate(names, 1):
         assert f's0_c{i} [label="{i}. {name}\\n' in source
-    chain = re.findall(r"\t\t(s0(?:_c\d+)?) -> (s0_c\d+) \[style=invis weight=10\]", source)
-    assert chain == [("s0", "s0_c1")] + [(f"s0_c{i}", f"s0_c{i + 1}")
+    chain = re.findall(r"\t\t(s0_(?:c\d+|note)) -> (s0_c\d+) \[style=invis weight=10\]", source)
+    assert chain == [("s0_note", "s0_c1")] + [(f"s0_c{i}", f"s0_c{i + 1}")
                                          for i in range(1, len(names))]
 
 
-def test_stage_edges_join_the_clusters_and_show_migration() -> None:
-    plan = small()
-    last = f"s0_c{len(plan.stage('pretrain').callbacks)}"
-    source = to_graphviz(plan).source
-    (edge,) = [ln.strip() for ln in source.splitlines() if ln.startswith(f"\t{last} -> s1 ")]
-    assert edge == (f'{last} -> s1 [label="migrates:\\ntracker" color="#2e7d32" '
-                    'fontcolor="#2e7d32" lhead=cluster_s1 ltail=cluster_s0 penwidth=2.5]')
+def test_stage_edges_join_the_tabs_and_show_migration() -> None:
+    source = full(small())
+    (edge,) = [ln.strip() for ln in source.splitlines() if ln.startswith("\ts0 -> s1 ")]
+    assert edge == ('s0 -> s1 [label="migrates:\\ntracker" color="#2e7d32" '
+                    'fontcolor="#2e7d32" minlen=0 penwidth=2.5 tooltip="migrates: tracker" '
+                    'weight=10]')
+
+
+def test_stage_edges_that_skip_a_tab_keep_migrations_in_the_tooltip() -> None:
+    exp = experiment()
+    exp.add_stage("a", loaders=dict(LOADERS), callbacks={"tracker": Tracker()})
+    exp.add_stage("b", loaders=dict(LOADERS))
+    exp.add_stage("c", after=["a"], loaders=dict(LOADERS))
+    source = full(sg.compile(exp, verbose=False))
+    edges = {ln.split(" [")[0].strip(): ln for ln in source.splitlines() if ln.startswith("\ts")}
+    assert set(edges) >= {"s0 -> s1", "s0 -> s2"}
+    assert 'tooltip="migrates: tracker"' in edges["s0 -> s2"]
+    assert "label=" not in edges["s0 -> s1"] + edges["s0 -> s2"]
+    if shutil.which("dot") is not None:
+        drawing = to_graphviz(sg.compile(exp, verbose=False)).pipe(format="svg").decode()
+        assert crossed_labels(drawing) == [] and edges_drawn_twice(drawing) == []
 
 
 def test_a_stage_edge_without_migration_is_grey() -> None:
     exp = small().experiment_object
     exp.stages[1].params["migrate_from_previous_stage"] = False
-    plan = sg.compile(exp, verbose=False)
-    last = f"s0_c{len(plan.stage('pretrain').callbacks)}"
-    source = to_graphviz(plan).source
-    assert (f'\t{last} -> s1 [color="#555555" lhead=cluster_s1 ltail=cluster_s0 penwidth=2]\n'
-            in source)
+    source = full(sg.compile(exp, verbose=False))
+    assert '\ts0 -> s1 [color="#555555" minlen=0 penwidth=2 weight=10]\n' in source
     assert "migrates:" not in source
 
 
@@ -91,15 +110,15 @@ def test_stages_without_an_edge_keep_run_order() -> None:
     exp = experiment()
     exp.add_stage("a", loaders=dict(LOADERS))
     exp.add_stage("b", after=[], loaders=dict(LOADERS))
-    source = to_graphviz(sg.compile(exp, verbose=False)).source
-    assert "-> s1 [lhead=cluster_s1 ltail=cluster_s0 style=invis]" in source
+    source = full(sg.compile(exp, verbose=False))
+    assert "\ts0 -> s1 [minlen=0 style=invis weight=10]" in source
 
 
 def test_edges_are_labelled_with_their_reason() -> None:
     plan = small()
     stage = plan.stage("pretrain")
     ids = {cb.name: f"s0_c{i}" for i, cb in enumerate(stage.callbacks, 1)}
-    source = to_graphviz(plan).source
+    source = full(plan)
     assert (f'{ids["accuracy"]} -> {ids["report"]} [label=after color="#222222" '
             "tooltip=\"'report' declares after='accuracy'\"]") in source
     assert (f'{ids["criterion"]} -> {ids["optimizer"]} [label="metric.loss" color="#1a5fb4" '
@@ -109,7 +128,7 @@ def test_edges_are_labelled_with_their_reason() -> None:
 def test_inversions_are_bold_red() -> None:
     plan = small()
     ids = {cb.name: f"s0_c{i}" for i, cb in enumerate(plan.stage("pretrain").callbacks, 1)}
-    source = to_graphviz(plan).source
+    source = full(plan)
     assert (f'{ids["writer"]} -> {ids["reader"]} [label="overrides order buckets\\n'
             'metric.custom" color="#d00000" fontcolor="#d00000" penwidth=2.5 style=bold') in source
 
@@ -117,7 +136,7 @@ def test_inversions_are_bold_red() -> None:
 def test_node_styles_show_origin_scope_and_node() -> None:
     plan = small()
     ids = {cb.name: f"s0_c{i}" for i, cb in enumerate(plan.stage("pretrain").callbacks, 1)}
-    source = to_graphviz(plan).source
+    source = full(plan)
     tracker = node_line(source, ids["tracker"])
     assert 'fillcolor="#dbe8fb"' in tracker and "peripheries=2" in tracker
     assert "experiment scope" in tracker
@@ -156,7 +175,7 @@ def test_odd_names_only_appear_escaped_inside_labels() -> None:
     assert '[label="3. back\\\\slash\\n' in source
     assert '[label="5. <html>\\n' in source
     ids = re.findall(r"^\t+(\S+) \[label=", source, flags=re.M)
-    assert all(re.fullmatch(r"s\d+(_c\d+)?|legend_\w+", i) for i in ids)
+    assert all(re.fullmatch(r"s\d+(_[ch]\d+|_note)?|legend", i) for i in ids)
     assert len(ids) == len(set(ids))
 
 
@@ -181,9 +200,15 @@ def test_broken_plans_still_render() -> None:
     exp.add_stage("b", after=["a"], loaders=dict(LOADERS))
     plan = sg.compile(exp)
     assert {"SF201", "SF402"} <= {d.code for d in plan.diagnostics}
-    source = to_graphviz(plan).source
-    assert "2 error(s)" in source and "s0 -> s1" not in source  # no anchor edge from a header
-    assert "ltail=cluster_s1" in source and "ltail=cluster_s0" in source
+    for detail in ("compact", "full"):
+        source = to_graphviz(plan, detail=detail).source
+        assert "2 error(s)" in source
+        assert "\ts0 -> s1 [" in source and "\ts1 -> s0 [" in source  # both stage edges
+        # A cycle is an error: the compact drawing leaves out none of its edges.
+        assert "\t\ts0_c1 -> s0_c2 [label=after" in source
+        assert "\t\ts0_c2 -> s0_c1 [label=after" in source
+    if shutil.which("dot") is not None:
+        assert "<svg" in to_graphviz(plan).pipe(format="svg").decode("utf-8")
 
 
 def test_pure_and_same_for_a_plan_read_from_json() -> None:
