@@ -129,6 +129,8 @@ def run_page(page: Path, tmp_path: Path) -> None:
         target = next((o[5:] for o in block.options if o.startswith("file=")), None)
         if target is not None:
             (tmp_path / target).write_text(block.code, encoding="utf-8")
+            # A module of that name another test imported is not this page's file.
+            sys.modules.pop(target.removesuffix(".py").replace("/", "."), None)
             printed = None
         elif block.language == "python" and "no-run" not in block.options:
             printed = run_python(block, page, namespace)

@@ -26,6 +26,38 @@ BATCH_RUN = "batches"
 # The runners whose hyperparameters were written in this process: each stage has its own
 # logger, and the first one to start writes them.
 _HPARAMS_WRITTEN: weakref.WeakSet[Any] = weakref.WeakSet()
+# The writers open per runner, by folder: the stages' loggers share one event file. Two files
+# opened in the same second are ordered by a per-process counter compared as text (".10" sorts
+# before ".9"), so a file per stage could be read out of order and its restart marker would then
+# hide the points of the stages before it.
+# Keyed by id(runner) (a runner need not be hashable); the entry goes when the runner does.
+_WRITERS: dict[int, dict[str, Any]] = {}
+
+
+def shared_writer(runner: Any, folder: Path, purge_step: int) -> Any:
+    """The runner's open `SummaryWriter` for ``folder``, made (with a restart marker at
+    ``purge_step``) by the first stage that asks; closed at experiment end, on an exception, or
+    when the runner is collected."""
+    from torch.utils.tensorboard import SummaryWriter
+
+    writers = _WRITERS.get(id(runner))
+    if writers is None:
+        writers = _WRITERS[id(runner)] = {}
+        weakref.finalize(runner, _forget, id(runner))
+    key = str(folder)
+    if key not in writers:
+        writers[key] = SummaryWriter(log_dir=key, purge_step=purge_step)
+    return writers[key]
+
+
+def close_writers(runner: Any) -> None:
+    """Close the runner's writers (their threads end; what was logged is on disk)."""
+    _forget(id(runner))
+
+
+def _forget(key: int) -> None:
+    for writer in _WRITERS.pop(key, {}).values():
+        writer.close()
 
 
 class TensorBoardLogger(Callback):
@@ -39,9 +71,9 @@ class TensorBoardLogger(Callback):
     plan parameters, components and callbacks with their arguments: `experiment_params`) go to
     TensorBoard's HParams dashboard, with the valid metrics of every stage as its metrics.
 
-    Each stage appends its own event file to the same folder, starting with a restart marker at
-    step ``global_epoch + 1``: a resumed run drops the points its checkpoint does not cover, so
-    no point is there twice or out of order. With ``log_batch_every=N > 0``, the batch metrics
+    The stages of one run write one event file, which starts with a restart marker at step
+    ``global_epoch + 1``: a resumed run drops the points its checkpoint does not cover, so no
+    point is there twice or out of order. With ``log_batch_every=N > 0``, the batch metrics
     of every ``N``-th batch are written as ``batch/{metric}/{loader}`` at step
     ``global_batch_step`` to a second run, ``{folder}/batches/`` (steps of another axis).
     Without the ``tensorboard`` package the constructor raises ``ImportError`` (it looks the
@@ -73,16 +105,15 @@ class TensorBoardLogger(Callback):
         if runner.logdir is None:
             raise ValueError("TensorBoardLogger needs a logdir: pass logdir= to compile/Runner")
         try:
-            from torch.utils.tensorboard import SummaryWriter
+            importlib.import_module("torch.utils.tensorboard")
         except ImportError as err:
             raise ImportError(TENSORBOARD_HINT) from err
-        self.on_stage_end(runner)
         path = Path(runner.logdir) / self.folder
         # Events at or after the purge step, from a run this one resumes, are dropped.
-        self.writer = SummaryWriter(log_dir=str(path), purge_step=int(runner.global_epoch) + 1)
+        self.writer = shared_writer(runner, path, int(runner.global_epoch) + 1)
         if self.log_batch_every:
-            self.batch_writer = SummaryWriter(log_dir=str(path / BATCH_RUN),
-                                              purge_step=int(runner.global_batch_step) + 1)
+            self.batch_writer = shared_writer(runner, path / BATCH_RUN,
+                                              int(runner.global_batch_step) + 1)
         self._loaders = stage_loaders(runner)
         if self.log_hparams and runner.plan is not None and runner not in _HPARAMS_WRITTEN:
             _HPARAMS_WRITTEN.add(runner)
@@ -121,11 +152,15 @@ class TensorBoardLogger(Callback):
     def on_stage_end(self, runner: Any) -> None:
         for writer in (self.writer, self.batch_writer):
             if writer is not None:
-                writer.close()
+                writer.flush()
         self.writer = self.batch_writer = None
 
+    def on_experiment_end(self, runner: Any) -> None:
+        close_writers(runner)
+
     def on_exception(self, runner: Any) -> None:
-        self.on_stage_end(runner)  # close the writers and their threads; what was logged is flushed
+        self.on_stage_end(runner)
+        self.on_experiment_end(runner)  # close the writers and their threads
 
     def __repr__(self) -> str:
         return f"TensorBoardLogger(folder={self.folder!r})"
