@@ -127,6 +127,10 @@ def test_diagnostics_display_as_a_table(executed: Any) -> None:
 def test_the_check_run_shows_progress_and_finishes(executed: Any) -> None:
     outs = outputs(executed, "sg.run(")
     text = "".join(o.text for o in outs if o.output_type == "stream")
+    # The console writes to stdout in a notebook (stderr would be shown on a red ground).
+    streams = [o for o in outs if o.output_type == "stream"]
+    assert all(o.name == "stdout" for o in streams if "stage '" in o.text)
+    assert "stage 'train'" in "".join(o.text for o in streams if o.name == "stdout")
     assert "held-out test accuracy:" in text  # the experiment's own callback, the last stage
     for stage in ("pretrain", "train", "finetune", "infer"):
         assert f"'{stage}'" in text

@@ -43,7 +43,8 @@ _HISTORY: weakref.WeakKeyDictionary[Any, dict[str, dict[str, Any]]] = weakref.We
 
 class ConsoleLogger(Callback):
     """Progress bars and summaries on the console (master rank only), on ``sys.stderr`` unless
-    ``file`` says otherwise, so the run's stdout stays clean for piping.
+    ``file`` says otherwise, so the run's stdout stays clean for piping (in a Jupyter kernel, on
+    ``sys.stdout``: a notebook shows stderr on a red ground).
 
     At experiment start, one line: the device the run uses (and what ``device="auto"`` chose) and
     the precision (``fp32``, ``amp``, ``bf16``, with the autocast dtype it means there). At stage
@@ -95,7 +96,10 @@ class ConsoleLogger(Callback):
 
     @property
     def _out(self) -> TextIO:
-        return self.file if self.file is not None else sys.stderr
+        if self.file is not None:
+            return self.file
+        # A notebook shows stderr on a red ground, and has no pipe to keep clean: stdout there.
+        return sys.stdout if type(sys.stdout).__module__.startswith("ipykernel") else sys.stderr
 
     def _print(self, text: str) -> None:
         print(text, file=self._out, flush=True)
