@@ -148,6 +148,7 @@ def check_master_outputs(ddp: Path, run: Launch) -> None:
     """Console, CSV logs and checkpoints come from the master only; checkpoints hold the plain
     module's weights."""
     assert run.err.count("stage 'pretrain': 2 epoch(s)") == 1  # the console is on stderr
+    assert run.err.count(", 2 processes (gloo)") == 1  # the device line names the group
     assert run.err.count("best valid metrics per stage:") == 1
     logs = ddp / "logs"
     assert sorted(p.name for p in (logs / "logs").iterdir()) == ["pretrain.csv", "train.csv"]

@@ -147,7 +147,17 @@ def device_line(runner: Any) -> str:
     else:
         precision = "precision " + ", ".join(
             f"{name} {precision_text(p, runner.device)}" for name, p in stages)
-    return f"experiment {runner.plan.experiment!r}: device {device}{chose}, {precision}"
+    return (f"experiment {runner.plan.experiment!r}: device {device}{chose}, {precision}"
+            f"{distributed_text()}")
+
+
+def distributed_text() -> str:
+    """``, 2 processes (gloo)`` in an initialised process group, else nothing."""
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()):
+        return ""
+    return f", {dist.get_world_size()} processes ({dist.get_backend()})"
 
 
 class LineProgress:
