@@ -21,6 +21,7 @@ import io
 import re
 import shlex
 import sys
+import sysconfig
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -122,6 +123,20 @@ def test_page_examples_run(page: Path, tmp_path: Path, monkeypatch: pytest.Monke
                 del sys.modules[name]
 
 
+INSTALLED = tuple(sysconfig.get_paths()[key] for key in ("stdlib", "platstdlib", "purelib",
+                                                          "platlib"))
+
+
+def forget_user_module(name: str) -> None:
+    """Drop ``name`` from ``sys.modules`` when another test imported a user file of that name
+    (the examples' ``digits``): the page's file of that name is another. Installed and standard
+    modules (a page's ``json.py`` shadowing the standard one) stay."""
+    module = sys.modules.get(name)
+    origin = str(getattr(module, "__file__", None) or "")
+    if module is not None and origin and not origin.startswith(INSTALLED):
+        del sys.modules[name]
+
+
 def run_page(page: Path, tmp_path: Path) -> None:
     namespace: dict[str, object] = {"__name__": f"docs_{page.stem.replace('-', '_')}"}
     printed: str | None = None
@@ -129,8 +144,7 @@ def run_page(page: Path, tmp_path: Path) -> None:
         target = next((o[5:] for o in block.options if o.startswith("file=")), None)
         if target is not None:
             (tmp_path / target).write_text(block.code, encoding="utf-8")
-            # A module of that name another test imported is not this page's file.
-            sys.modules.pop(target.removesuffix(".py").replace("/", "."), None)
+            forget_user_module(target.removesuffix(".py").replace("/", "."))
             printed = None
         elif block.language == "python" and "no-run" not in block.options:
             printed = run_python(block, page, namespace)
