@@ -75,3 +75,10 @@ def codes(plan: sg.ExecutionPlan) -> list[str]:
 @pytest.fixture
 def linear() -> sg.Experiment:
     return experiment("pretrain", "train", "finetune")
+
+
+@pytest.fixture(autouse=True)
+def _no_outside_tracking_server(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A tracking server set in the environment (common on ML teams' machines) is not the tests'
+    store: MLflowLogger would log there, and the tests read the local one under the logdir."""
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any, ClassVar
 
 from stagegraph.graph.callback import Callback
@@ -86,8 +86,8 @@ class EarlyStoppingCallback(Callback):
     def on_stage_start(self, runner: Any) -> None:
         if not self._restored:
             self.best, self.best_epoch, self.wait = None, None, 0
+            self.stopped = None
         self._restored = False
-        self.stopped = None
 
     def on_epoch_end(self, runner: Any) -> None:
         metric = self.metric or runner.main_metric
@@ -108,7 +108,9 @@ class EarlyStoppingCallback(Callback):
                 patience=self.patience, min_delta=self.min_delta)
 
     def state_dict(self) -> dict[str, Any]:
-        return {"best": self.best, "wait": self.wait, "best_epoch": self.best_epoch}
+        stopped = None if self.stopped is None else asdict(self.stopped)
+        return {"best": self.best, "wait": self.wait, "best_epoch": self.best_epoch,
+                "stopped": stopped}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore the counters; the next ``on_stage_start`` keeps them."""
@@ -116,6 +118,8 @@ class EarlyStoppingCallback(Callback):
         self.wait = int(state.get("wait", 0))
         best_epoch = state.get("best_epoch")  # absent from checkpoints of older versions
         self.best_epoch = None if best_epoch is None else int(best_epoch)
+        stopped = state.get("stopped")  # a resume of a stage this callback ended
+        self.stopped = None if stopped is None else EarlyStop(**stopped)
         self._restored = True
 
     def __repr__(self) -> str:

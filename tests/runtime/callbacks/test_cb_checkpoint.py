@@ -69,7 +69,8 @@ def test_files_content_and_weights_only_loading(tmp_path: Path) -> None:
     assert last["valid_metrics"] == {"loss": 0.4}
     assert last["best_valid_metrics"] == {"loss": 0.3}
     assert set(last["callbacks"]) == {"validation", "es", "checkpoint"}
-    assert last["callbacks"]["es"] == {"best": 0.3, "wait": 1, "best_epoch": 2}
+    assert last["callbacks"]["es"] == {"best": 0.3, "wait": 1, "best_epoch": 2,
+                                       "stopped": None}
     assert last["optimizer"]["state"] and last["scheduler"]["best"] == float("inf")
     assert "scale" in last["scaler"]
     assert last["model"]["bias"].tolist() == [3.0, 3.0]

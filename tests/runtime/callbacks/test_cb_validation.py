@@ -121,7 +121,7 @@ def test_early_stopping_state_round_trip_and_stage_reset() -> None:
     runner = make_runner()
     callback = EarlyStoppingCallback(patience=3)
     _stops(callback, runner, [1.0, 2.0, 3.0])
-    assert callback.state_dict() == {"best": 1.0, "wait": 2, "best_epoch": 1}
+    assert callback.state_dict() == {"best": 1.0, "wait": 2, "best_epoch": 1, "stopped": None}
     assert callback.stopped is None
     resumed = EarlyStoppingCallback(patience=3)
     resumed.load_state_dict(callback.state_dict())
@@ -131,12 +131,18 @@ def test_early_stopping_state_round_trip_and_stage_reset() -> None:
     assert runner.need_early_stop is True
     assert resumed.stopped is not None and (resumed.stopped.epoch, resumed.stopped.best,
                                             resumed.stopped.best_epoch) == (4, 1.0, 1)
+    # A resume of the stage it ended (a later callback failed at stage end) keeps the record,
+    # so the console still says why the stage ended.
+    ended = EarlyStoppingCallback(patience=3)
+    ended.load_state_dict(resumed.state_dict())
+    ended.on_stage_start(runner)
+    assert ended.stopped == resumed.stopped
     resumed.on_stage_start(runner)  # a new stage: counters and the record reset
-    assert resumed.state_dict() == {"best": None, "wait": 0, "best_epoch": None}
+    assert resumed.state_dict() == {"best": None, "wait": 0, "best_epoch": None, "stopped": None}
     assert resumed.stopped is None
     old = EarlyStoppingCallback(patience=3)
     old.load_state_dict({"best": 1.0, "wait": 2})  # a checkpoint from before best_epoch
-    assert old.state_dict() == {"best": 1.0, "wait": 2, "best_epoch": None}
+    assert old.state_dict() == {"best": 1.0, "wait": 2, "best_epoch": None, "stopped": None}
 
 
 def test_early_stopping_params_are_checked() -> None:
