@@ -63,14 +63,18 @@ class MLflowLogger(Callback):
     components and callbacks with their arguments), the plan as ``plan/plan.json`` and, where
     Graphviz's ``dot`` is installed, ``plan/plan.svg``. At each epoch end every epoch metric as
     ``{metric}/{loader}`` (``loss/valid``) and the learning rate of every param group
-    (``lr/group0``) at step ``global_epoch``, continuing across stages. Per stage, the tags
-    ``stage.{name}.status`` (running, finished, failed) and ``stage.{name}.global_epochs``;
+    (``lr/group0``, read before the scheduler steps) at step ``global_epoch``, continuing
+    across stages. Per stage, the tags ``stage.{name}.status`` (running, finished, failed,
+    stopped) and ``stage.{name}.global_epochs``;
     at the stage's end, the best checkpoint files of its `CheckpointCallback` under
     ``checkpoints/{stage}/`` (``log_checkpoints=False`` leaves them out). The run is
-    ``FINISHED`` when the last stage ends, ``FAILED`` (``KILLED`` on Ctrl-C) when the run fails.
+    ``FINISHED`` when the last stage ends, ``FAILED`` (``KILLED`` on Ctrl-C) when the run fails,
+    ``KILLED`` when a signal stops it; the runner's ``at_run_end`` ends it when no logger could
+    (the last or the failing stage has no logger of its own, or a signal stopped the run).
 
-    Resume: ``{folder}/run.json`` names the run; a resumed run continues it (verifying the
-    store holds it) and logs only the epochs after the last one the run holds.
+    Resume: ``{folder}/run.json`` names the run and its store; a resumed run continues it
+    (verifying the store holds it; without ``tracking_uri`` or ``MLFLOW_TRACKING_URI``, in the
+    store the file names) and logs only the epochs after the last one the run holds.
     """
 
     order: ClassVar[int] = CallbackOrder.Logging
