@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import warnings
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -125,6 +125,9 @@ class Runner(RunnerState):
                              distributed=self._distributed is not None)
         #: Set when a signal stopped the run (see `Stopped`); ``None`` otherwise.
         self.stopped: Stopped | None = None
+        #: Called with the runner, once, when `run` ends however it ends (no callback fires on a
+        #: signal's stop): trackers close what they opened here (docs/runtime.md). Must not raise.
+        self.at_run_end: list[Callable[[Runner], None]] = []
         #: The optimizer state the latest stage with an optimizer left, kept while a later stage
         #: will start from it (``load_from_previous_stage``); ``None`` otherwise.
         self.kept_optimizer: CarriedOptimizer | None = None
@@ -157,6 +160,8 @@ class Runner(RunnerState):
                 finally:
                     release_compiled(self, report=False)  # after a failure: plain modules
                     self.checkpoint_writer.close()
+                    while self.at_run_end:
+                        self.at_run_end.pop(0)(self)
         return self
 
     def _stop(self) -> None:

@@ -29,6 +29,27 @@ from stagegraph.runtime.callbacks.run_params import (
 _SESSIONS: weakref.WeakKeyDictionary[Any, Session] = weakref.WeakKeyDictionary()
 
 
+def _end_of_run(runner: Any) -> None:
+    """Ends the runner's MLflow run if no logger did: a last stage without a logger, a failure
+    before the failing stage's logger started, or a signal's stop (``KILLED``: no callback
+    fires on a stop)."""
+    session = _SESSIONS.pop(runner, None)
+    if session is None or session.finished:
+        return
+    error, stopped = runner.exception, getattr(runner, "stopped", None)
+    status = ("KILLED" if stopped is not None or isinstance(error, KeyboardInterrupt)
+              else "FAILED" if error is not None else "FINISHED")
+    try:
+        if status != "FINISHED":
+            stage = "stopped" if stopped is not None else "failed"
+            session.client.set_tag(session.run_id, key(f"stage.{runner.stage_name}.status"), stage)
+        session.client.set_terminated(session.run_id, status=status)
+        session.finished = True
+    except Exception as err:  # the run has ended: a tracker that cannot say so is a warning
+        warnings.warn(f"MLflowLogger: could not mark MLflow run {session.run_id} {status}: "
+                      f"{err}", stacklevel=2)
+
+
 class MLflowLogger(Callback):
     """Logs the experiment to one MLflow run (master rank only).
 
@@ -42,14 +63,18 @@ class MLflowLogger(Callback):
     components and callbacks with their arguments), the plan as ``plan/plan.json`` and, where
     Graphviz's ``dot`` is installed, ``plan/plan.svg``. At each epoch end every epoch metric as
     ``{metric}/{loader}`` (``loss/valid``) and the learning rate of every param group
-    (``lr/group0``) at step ``global_epoch``, continuing across stages. Per stage, the tags
-    ``stage.{name}.status`` (running, finished, failed) and ``stage.{name}.global_epochs``;
+    (``lr/group0``, read before the scheduler steps) at step ``global_epoch``, continuing
+    across stages. Per stage, the tags ``stage.{name}.status`` (running, finished, failed,
+    stopped) and ``stage.{name}.global_epochs``;
     at the stage's end, the best checkpoint files of its `CheckpointCallback` under
     ``checkpoints/{stage}/`` (``log_checkpoints=False`` leaves them out). The run is
-    ``FINISHED`` when the last stage ends, ``FAILED`` (``KILLED`` on Ctrl-C) when the run fails.
+    ``FINISHED`` when the last stage ends, ``FAILED`` (``KILLED`` on Ctrl-C) when the run fails,
+    ``KILLED`` when a signal stops it; the runner's ``at_run_end`` ends it when no logger could
+    (the last or the failing stage has no logger of its own, or a signal stopped the run).
 
-    Resume: ``{folder}/run.json`` names the run; a resumed run continues it (verifying the
-    store holds it) and logs only the epochs after the last one the run holds.
+    Resume: ``{folder}/run.json`` names the run and its store; a resumed run continues it
+    (verifying the store holds it; without ``tracking_uri`` or ``MLFLOW_TRACKING_URI``, in the
+    store the file names) and logs only the epochs after the last one the run holds.
     """
 
     order: ClassVar[int] = CallbackOrder.Logging
@@ -74,17 +99,25 @@ class MLflowLogger(Callback):
         self.folder = folder
         self.session: Session | None = None
         self._loaders: tuple[str, ...] = ()
+        self._rates: dict[str, float] = {}
 
     # --- events -------------------------------------------------------------------------------
     def on_stage_start(self, runner: Any) -> None:
         if runner.logdir is None:
             raise ValueError("MLflowLogger needs a logdir (it keeps the run's id there): pass "
                              "logdir= to compile/Runner, or --logdir")
-        self.session = _SESSIONS.get(runner) or self._open(runner)
-        _SESSIONS[runner] = self.session
-        self._loaders = stage_loaders(runner)
-        self.session.stages.setdefault(runner.stage_name, int(runner.global_epoch) + 1)
+        session = _SESSIONS.get(runner)
+        if session is None:
+            session = _SESSIONS[runner] = self._open(runner)
+            hooks = getattr(runner, "at_run_end", None)  # a stub runner in a test has none
+            if hooks is not None:
+                hooks.append(_end_of_run)
+        self.session, self._loaders, self._rates = session, stage_loaders(runner), {}
         self._tag(f"stage.{runner.stage_name}.status", "running")
+
+    def on_loader_end(self, runner: Any) -> None:
+        # The rates the epoch trained with: the scheduler steps at epoch end, before loggers.
+        self._rates = learning_rates(runner.optimizer)
 
     def on_epoch_end(self, runner: Any) -> None:
         from mlflow.entities import Metric, RunTag
@@ -94,7 +127,7 @@ class MLflowLogger(Callback):
             return  # a resumed run: the run holds this epoch already
         values = {metric_tag(name, self._loaders): as_float(value)
                   for name, value in runner.epoch_metrics.items()}
-        for name, value in learning_rates(runner.optimizer).items():
+        for name, value in self._rates.items():
             values.setdefault(name, value)
         now = int(time.time() * 1000)
         metrics = [Metric(key(name), value, now, step) for name, value in values.items()]
@@ -106,7 +139,7 @@ class MLflowLogger(Callback):
         session = self.session
         if session is None:
             return
-        first = session.stages.get(runner.stage_name, int(runner.global_epoch))
+        first = int(runner.global_epoch) - int(runner.epoch) + 1  # a resumed stage's first too
         self._tag(f"stage.{runner.stage_name}.global_epochs", f"{first}-{runner.global_epoch}")
         self._tag(f"stage.{runner.stage_name}.status", "finished")
         if self.log_checkpoints:
@@ -118,6 +151,8 @@ class MLflowLogger(Callback):
         self._finish("FINISHED")
 
     def on_exception(self, runner: Any) -> None:
+        # The run's session, though this stage's logger may not have started.
+        self.session = _SESSIONS.get(runner)
         try:  # never hide the failure: a tracker that cannot say so is a warning
             self._tag(f"stage.{runner.stage_name}.status", "failed")
             failed = "KILLED" if isinstance(runner.exception, KeyboardInterrupt) else "FAILED"
@@ -134,11 +169,11 @@ class MLflowLogger(Callback):
             raise ImportError(MLFLOW_HINT) from err
         folder = Path(runner.logdir) / self.folder
         folder.mkdir(parents=True, exist_ok=True)
-        uri = mlflow_run.tracking_uri(self.tracking_uri, folder.resolve())
-        client = MlflowClient(tracking_uri=uri)
         record, where = self._run_record(runner, folder)
+        uri = mlflow_run.tracking_uri(self.tracking_uri, folder.resolve(), record)
+        client = MlflowClient(tracking_uri=uri)
         if record is not None:
-            session = mlflow_run.continue_run(client, uri, record, where)
+            session = mlflow_run.continue_run(client, uri, record, where, own=where == folder)
             experiment_id = str(record.get("experiment_id", ""))
         else:
             session, experiment_id = self._start(runner, client, uri, folder)

@@ -6,7 +6,7 @@ import json
 import os
 import re
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -32,14 +32,17 @@ class Session:
     tracking_uri: str
     logged_through: int = 0
     finished: bool = False
-    stages: dict[str, int] = field(default_factory=dict)  # stage -> its first global epoch
 
 
-def tracking_uri(given: str | None, logdir: Path) -> str:
-    """``given``, else ``MLFLOW_TRACKING_URI``, else an SQLite store in ``logdir``."""
+def tracking_uri(given: str | None, logdir: Path, record: dict[str, Any] | None = None) -> str:
+    """``given``, else ``MLFLOW_TRACKING_URI``, else the store of the run ``record`` names (a
+    resumed run, maybe from another logdir), else an SQLite store in ``logdir``."""
     if given:
         return given
-    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{logdir / 'mlflow.db'}"
+    logged_to = record.get("tracking_uri") if record is not None else None
+    return (os.environ.get("MLFLOW_TRACKING_URI")
+            or (logged_to if isinstance(logged_to, str) and logged_to else None)
+            or f"sqlite:///{logdir / 'mlflow.db'}")
 
 
 def key(name: str) -> str:
@@ -76,8 +79,10 @@ def start_run(client: Any, uri: str, folder: Path, *, experiment: str, run_name:
     return Session(client, run.info.run_id, uri), experiment_id
 
 
-def continue_run(client: Any, uri: str, record: dict[str, Any], where: Path) -> Session:
-    """The run ``record`` names, running again; `RuntimeError` if the store does not hold it."""
+def continue_run(client: Any, uri: str, record: dict[str, Any], where: Path,
+                 own: bool = True) -> Session:
+    """The run ``record`` (read from ``where``: this run's folder if ``own``, else the resumed
+    run's) names, running again; `RuntimeError` if the store does not hold it."""
     from mlflow.exceptions import MlflowException
 
     run_id = record["run_id"]
@@ -86,12 +91,13 @@ def continue_run(client: Any, uri: str, record: dict[str, Any], where: Path) -> 
     except MlflowException as err:
         logged_to = record.get("tracking_uri")
         store = f" ({logged_to})" if logged_to and logged_to != uri else ""
+        fresh = (f", or delete {where / RUN_FILE} to log the rest of the run to a new MLflow run"
+                 if own else "")
         raise RuntimeError(
             f"MLflowLogger: the resumed run continues MLflow run {run_id} ({where / RUN_FILE}), "
             f"and the tracking store {uri} does not hold it ({err.message}); resume with the "
             f"store it was logged to{store} (MLflowLogger(tracking_uri=...) or "
-            f"MLFLOW_TRACKING_URI), or delete {where / RUN_FILE} to log the rest of the run to "
-            "a new MLflow run") from None
+            f"MLFLOW_TRACKING_URI){fresh}") from None
     client.update_run(run_id, status="RUNNING")
     session = Session(client, run_id, uri)
     session.logged_through = int(run.data.tags.get(LOGGED_THROUGH, 0))

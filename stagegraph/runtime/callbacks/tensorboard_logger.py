@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import importlib.util
+import time
 import weakref
 from pathlib import Path
 from typing import Any, ClassVar
@@ -46,8 +47,25 @@ def shared_writer(runner: Any, folder: Path, purge_step: int) -> Any:
         weakref.finalize(runner, _forget, id(runner))
     key = str(folder)
     if key not in writers:
+        _after_events_of_this_second(folder)
         writers[key] = SummaryWriter(log_dir=key, purge_step=purge_step)
     return writers[key]
+
+
+def _after_events_of_this_second(folder: Path) -> None:
+    """Waits, if ``folder`` holds an event file named with this second (or a later one), until
+    the clock has passed it: the new file then sorts after it, whatever the counters say (a run
+    resumed in the same process, a test)."""
+    latest = max((_second_of(path.name) for path in folder.glob("events.out.tfevents.*")),
+                 default=-1)
+    while int(time.time()) <= latest:
+        time.sleep(latest + 1 - time.time() + 0.001)
+
+
+def _second_of(name: str) -> int:
+    """The time field of an event file's name, ``events.out.tfevents.{second}.{host}...``."""
+    field = name.split(".")[3] if name.count(".") >= 3 else ""
+    return int(field) if field.isdigit() else -1
 
 
 def close_writers(runner: Any) -> None:
@@ -100,6 +118,7 @@ class TensorBoardLogger(Callback):
         self.writer: Any = None
         self.batch_writer: Any = None
         self._loaders: tuple[str, ...] = ()
+        self._rates: dict[str, float] = {}
 
     def on_stage_start(self, runner: Any) -> None:
         if runner.logdir is None:
@@ -114,7 +133,7 @@ class TensorBoardLogger(Callback):
         if self.log_batch_every:
             self.batch_writer = shared_writer(runner, path / BATCH_RUN,
                                               int(runner.global_batch_step) + 1)
-        self._loaders = stage_loaders(runner)
+        self._loaders, self._rates = stage_loaders(runner), {}
         if self.log_hparams and runner.plan is not None and runner not in _HPARAMS_WRITTEN:
             _HPARAMS_WRITTEN.add(runner)
             self._write_hparams(runner)
@@ -137,13 +156,17 @@ class TensorBoardLogger(Callback):
             for key, value in runner.batch_metrics.items():
                 self.batch_writer.add_scalar(f"batch/{key}/{loader}", as_float(value), step)
 
+    def on_loader_end(self, runner: Any) -> None:
+        # The rates the epoch trained with: the scheduler steps at epoch end, before loggers.
+        self._rates = learning_rates(runner.optimizer)
+
     def on_epoch_end(self, runner: Any) -> None:
         if self.writer is None:
             return
         step = runner.global_epoch
         scalars = {metric_tag(key, self._loaders): as_float(value)
                    for key, value in runner.epoch_metrics.items()}
-        for tag, value in learning_rates(runner.optimizer).items():
+        for tag, value in self._rates.items():
             scalars.setdefault(tag, value)  # an lr monitor's own epoch metric comes first
         for tag, value in scalars.items():
             self.writer.add_scalar(tag, value, step)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 import warnings
 from pathlib import Path
 from typing import Any
@@ -15,6 +16,7 @@ from tensorboard.backend.event_processing.event_accumulator import (
 )
 from tensorboard.plugins.hparams import plugin_data_pb2
 
+import stagegraph as sg
 from stagegraph.runtime.callbacks import TensorBoardLogger
 from stagegraph.runtime.errors import ResumeWarning
 
@@ -86,3 +88,44 @@ def test_batch_metrics_are_a_second_run(tmp_path: Path) -> None:
     steps = _steps(events, "batch/loss/train") + _steps(events, "batch/loss/valid")
     assert sorted(steps) == list(range(2, 26, 2))
     assert "loss/valid" in _read(tmp_path / "tensorboard").Tags()["scalars"]
+
+
+def test_lr_is_the_rate_the_epoch_trained_with(tmp_path: Path) -> None:
+    import torch
+    from torch import nn
+    from torch.utils.data import DataLoader, TensorDataset
+
+    x = torch.randn(16, 4)
+    data = DataLoader(TensorDataset(x, (x[:, 0] > 0).long()), batch_size=8)
+    exp = sg.Experiment("lr", seed=0, model=lambda: nn.Linear(4, 2),
+                        criterion=nn.CrossEntropyLoss())
+    exp.add_stage("s", num_epochs=3, loaders={"train": data, "valid": data},
+                  optimizer=lambda m: torch.optim.SGD(m.parameters(), lr=0.1),
+                  scheduler=lambda o: torch.optim.lr_scheduler.StepLR(o, 1, 0.5),
+                  callbacks={"tb": TensorBoardLogger()})
+    sg.run(exp, device="cpu", verbose=False, logdir=str(tmp_path))
+    events = _read(tmp_path / "tensorboard")
+    rates = [(e.step, round(e.value, 6)) for e in events.Scalars("lr/group0")]
+    assert rates == [(1, 0.1), (2, 0.05), (3, 0.025)]  # before the scheduler steps
+    assert [round(e.value, 6) for e in events.Scalars("lr")] == [r for _, r in rates]
+
+
+def test_a_resume_in_the_same_second_and_process_reads_in_order(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Two event files of one second sort by a process-wide counter compared as text: ".10"
+    # before ".9". The resumed run's file must still be read last.
+    from tensorboard.summary.writer import event_file_writer
+
+    assert run(tmp_path, _logger(), stop_at=5) is None  # epochs 1-4 logged
+    folder = tmp_path / "tensorboard"
+    (first,) = folder.glob("events.out.tfevents.*")
+    time.sleep(1 - time.time() % 1)  # a second starts: the resume opens its file within it
+    host_pid = first.name.split(".", 4)[4].rsplit(".", 1)[0]
+    first.rename(folder / f"events.out.tfevents.{int(time.time())}.{host_pid}.9")
+    monkeypatch.setattr(event_file_writer._global_uid, "_value", 10)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ResumeWarning)
+        run(tmp_path, _logger(), resume=True)
+    names = sorted(p.name for p in folder.glob("events.out.tfevents.*"))
+    assert names[0].endswith(".9") and names[1].endswith(".10")
+    assert _steps(_read(folder), "loss/valid") == list(range(1, GLOBAL_EPOCHS + 1))
