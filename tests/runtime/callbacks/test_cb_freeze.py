@@ -282,17 +282,24 @@ def _loaders() -> dict[str, Any]:
             "valid": lambda: DataLoader(_data(16, 1), batch_size=8)}
 
 
-def test_load_from_previous_stage_after_a_frozen_stage() -> None:
-    """The finetuning recipe: head only, then everything with the head stage's Adam state."""
+@pytest.mark.parametrize("unfreeze", [None, 2], ids=["frozen-stage", "unfrozen-at-2"])
+def test_load_from_previous_stage_after_a_frozen_stage(unfreeze: int | None) -> None:
+    """The finetuning recipe: head only (or the backbone from epoch 2), then everything with
+    the head stage's Adam state, each parameter's own."""
     exp = sg.Experiment("recipe", seed=0, model=TwoLayers(), criterion=nn.CrossEntropyLoss())
-    exp.add_stage("head", loaders=_loaders(), optimizer=sg.optimizer(torch.optim.Adam, lr=1e-3),
-                  callbacks={"freeze": FreezeCallback("backbone")})
+    exp.add_stage("head", num_epochs=2, loaders=_loaders(),
+                  optimizer=sg.optimizer(torch.optim.Adam, lr=1e-3),
+                  callbacks={"freeze": FreezeCallback("backbone", unfreeze_at_epoch=unfreeze)})
     exp.add_stage("all", loaders=_loaders(), optimizer=sg.optimizer(
         torch.optim.Adam, lr=1e-4, load_from_previous_stage=True))
     runner = sg.run(exp, device="cpu", verbose=False)
     params = runner.optimizer.param_groups[0]["params"]
     assert [id(p) for p in params] == [id(p) for p in runner.model.parameters()]
-    assert runner.optimizer.state[runner.model.head.weight]["step"] == 8  # 4 + 4 batches
+    steps = {name: int(runner.optimizer.state[p]["step"])
+             for name, p in runner.model.named_parameters()}
+    backbone = 4 + (4 if unfreeze else 0)  # 4 batches an epoch
+    assert steps == {"backbone.weight": backbone, "backbone.bias": backbone,
+                     "head.weight": 12, "head.bias": 12}
 
 
 class StopAt(sg.Callback):
