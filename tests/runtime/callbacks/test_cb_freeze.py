@@ -451,8 +451,14 @@ def test_an_unknown_scheduler_is_refused_at_stage_start() -> None:
 
 
 def test_run_params_record_the_patterns_given() -> None:
-    from stagegraph.runtime.callbacks.run_params import _public
+    """What MLflow and TensorBoard record as the experiment's parameters, before and after a
+    run (when the callback holds the matched modules)."""
+    from stagegraph.runtime.callbacks.run_params import experiment_params
 
-    assert _public(FreezeCallback("backbone"))["modules"] == "backbone"
-    assert _public(FreezeCallback(["a.*", "b"], unfreeze_at_epoch=2)) == {
-        "modules": ["a.*", "b"], "unfreeze_at_epoch": 2, "lr_factor": 0.1}
+    exp = _experiment(modules=["backbone.*", "backbone"], epochs=1)
+    plan = sg.compile(exp, device="cpu", verbose=False)
+    for _ in range(2):
+        params = experiment_params(plan, exp)
+        assert params["train.callbacks.freeze.modules"] == "['backbone.*', 'backbone']"
+        assert params["train.callbacks.freeze.unfreeze_at_epoch"] == 3
+        sg.run(exp, device="cpu", verbose=False)
