@@ -420,6 +420,28 @@ def test_a_run_unfreezes_under_a_per_group_scheduler(name: str) -> None:
     assert groups.groups[1]["lr"] == pytest.approx(0.1 * groups.groups[0]["lr"])
 
 
+@pytest.mark.parametrize("name", ["LambdaLR", "OneCycleLR"])
+def test_a_run_resumed_after_the_unfreeze_under_a_per_group_scheduler(tmp_path: Path,
+                                                                       name: str) -> None:
+    def build(stop_at: int) -> sg.Experiment:
+        exp = sg.Experiment("sched", seed=0, model=TwoLayers, criterion=nn.CrossEntropyLoss(),
+                            optimizer=lambda m: torch.optim.SGD(m.parameters(), lr=0.2,
+                                                                momentum=0.9),
+                            scheduler=_SCHEDULERS[name])
+        exp.add_stage("s", num_epochs=4, loaders=_loaders(), callbacks={
+            "freeze": FreezeCallback("backbone", unfreeze_at_epoch=2), "stop": StopAt(stop_at)})
+        return exp
+
+    reference = sg.run(build(0), device="cpu", verbose=False)
+    with pytest.raises(RunError, match="stop"):
+        sg.run(build(3), device="cpu", verbose=False, logdir=tmp_path)
+    resumed = sg.run(build(0), device="cpu", verbose=False, logdir=tmp_path, resume=True)
+    assert resumed.resumed_from is not None
+    for key, value in reference.model.state_dict().items():
+        assert torch.equal(resumed.model.state_dict()[key], value), key
+    assert resumed.scheduler.state_dict() == reference.scheduler.state_dict()
+
+
 class Batches(sg.Callback):
     def __init__(self) -> None:
         super().__init__()
