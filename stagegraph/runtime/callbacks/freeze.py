@@ -52,12 +52,12 @@ class FreezeCallback(Callback):
     At the start of epoch ``unfreeze_at_epoch`` (counted within the stage, from 1) the parameters
     train again, in a new param group of the optimizer whose learning rate is ``unfreeze_lr``,
     else ``lr_factor`` times the first group's learning rate at that moment. The stage's
-    scheduler, if any, must be one of `SCHEDULERS` (torch's, by class; any other is refused at
-    stage start): its per-group values get an entry for the new group, that of the first
-    group scaled by the two groups' ratio, so the new group follows the first group's schedule
-    at that ratio. The callback's state says whether it unfroze, so a run resumed after that
-    epoch rebuilds the same param groups before the optimizer's state is loaded. Without
-    ``unfreeze_at_epoch`` the modules stay frozen for the stage. At the stage end
+    scheduler, if any, must then be one of `SCHEDULERS` (torch's, by class; any other is
+    refused at stage start): each of its per-group values gets an entry for the new group, the
+    first group's (a learning rate scaled by the two groups' ratio), so the new group follows
+    the first group's schedule at that ratio. The callback's state says whether it unfroze, so
+    a run resumed after that epoch rebuilds the same param groups before the optimizer's state
+    is loaded. Without ``unfreeze_at_epoch`` the modules stay frozen for the stage. At the end
     ``requires_grad`` comes back and the optimizer gets its param groups back exactly as the
     stage found them (same parameters, same order, the added group removed), so an optimizer
     object given to the experiment resumes and ``load_from_previous_stage`` loads by position.
