@@ -85,8 +85,9 @@ class ModelSummary(Callback):
 
     Columns: module, type, parameters, trainable, frozen and size in MB (MiB, of the
     parameters), then a total. Printed to ``file``; by default to the stage's console logger's
-    ``file`` if it has one, else ``sys.stderr`` (where the console's progress goes, so stdout
-    stays clean). When the run has a logdir, also written to
+    ``file`` if it has one, else where the console's progress goes: ``sys.stderr``, so stdout
+    stays clean, or ``sys.stdout`` in a Jupyter kernel (a notebook shows stderr on a red
+    ground). When the run has a logdir, also written to
     ``{logdir}/model_summary/{stage}.txt`` (a folder of its own, which it claims, so an
     overwritten run's summaries are set aside with the rest of its files). ``tables`` keeps the
     rows of each stage by name. It runs after the stage's components are built (a
@@ -118,14 +119,14 @@ class ModelSummary(Callback):
             path.write_text(format_table(rows) + "\n", encoding="utf-8")
 
     def _stream(self, runner: Any) -> TextIO:
-        """``file``, else the stage's console logger's stream, else stderr."""
+        """``file``, else the stage's console logger's stream, else the console's default."""
         if self.file is not None:
             return self.file
         for callback in (getattr(runner, "callbacks", None) or {}).values():
             stream = getattr(callback, "file", None)
             if getattr(callback, "kind", None) == "console" and stream is not None:
                 return stream
-        return sys.stderr
+        return sys.stdout if type(sys.stdout).__module__.startswith("ipykernel") else sys.stderr
 
     def __repr__(self) -> str:
         return "ModelSummary()"

@@ -111,3 +111,15 @@ def test_model_summary_follows_the_console_logger_stream(
     text = stream.getvalue()
     assert text.index("[train] model summary:") < text.index("[train] epoch 1/2")
     assert "model summary" not in capsys.readouterr().err
+
+
+def test_model_summary_goes_to_stdout_in_a_jupyter_kernel(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Like the console: a notebook shows stderr on a red ground, so stdout there."""
+    kernel_stream = type("OutStream", (io.StringIO,), {"__module__": "ipykernel.iostream"})()
+    err = io.StringIO()
+    monkeypatch.setattr("sys.stdout", kernel_stream)
+    monkeypatch.setattr("sys.stderr", err)
+    sg.run(_experiment({"summary": ModelSummary()}), device="cpu", verbose=False)
+    assert "[train] model summary:" in kernel_stream.getvalue()
+    assert "model summary" not in err.getvalue()
