@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import sys
+import tempfile
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -82,3 +85,18 @@ def _no_outside_tracking_server(monkeypatch: pytest.MonkeyPatch) -> None:
     """A tracking server set in the environment (common on ML teams' machines) is not the tests'
     store: MLflowLogger would log there, and the tests read the local one under the logdir."""
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+
+
+@pytest.fixture(autouse=True)
+def _forget_temporary_modules() -> Iterator[None]:
+    """Modules a test imported from its temporary folder (a ``my_callbacks.py`` a CLI call ran
+    in-process) leave with it: another test writes a file of the same name and must not get this
+    one from ``sys.modules``, nor find the old file through a folder left on ``sys.path``."""
+    before, path = set(sys.modules), list(sys.path)
+    yield
+    sys.path[:] = path
+    temporary = tempfile.gettempdir()
+    for name in set(sys.modules) - before:
+        origin = str(getattr(sys.modules.get(name), "__file__", None) or "")
+        if origin.startswith(temporary):
+            del sys.modules[name]
