@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import sys
-import tempfile
 from collections.abc import Iterator
 from typing import Any
 
@@ -88,14 +87,16 @@ def _no_outside_tracking_server(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.fixture(autouse=True)
-def _forget_temporary_modules() -> Iterator[None]:
-    """Modules a test imported from its temporary folder (a ``my_callbacks.py`` a CLI call ran
+def _forget_temporary_modules(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Modules a test imported from its ``tmp_path`` (a ``my_callbacks.py`` a CLI call ran
     in-process) leave with it: another test writes a file of the same name and must not get this
-    one from ``sys.modules``, nor find the old file through a folder left on ``sys.path``."""
+    one from ``sys.modules``, nor find the old file through a folder left on ``sys.path``. Only
+    files under pytest's own temporary folder count: a checkout (and its virtualenv, torch
+    included) may itself live under /tmp."""
     before, path = set(sys.modules), list(sys.path)
     yield
     sys.path[:] = path
-    temporary = tempfile.gettempdir()
+    temporary = str(tmp_path_factory.getbasetemp())
     for name in set(sys.modules) - before:
         origin = str(getattr(sys.modules.get(name), "__file__", None) or "")
         if origin.startswith(temporary):
