@@ -8,24 +8,7 @@ from typing import Any, ClassVar
 
 from stagegraph.graph.callback import Callback
 from stagegraph.graph.enums import CallbackOrder
-
-
-def group_values(optimizer: Any, prefix: str = "") -> dict[str, float]:
-    """``{"lr/group0": 0.1, "momentum/group0": 0.9, ...}`` for every param group of ``optimizer``.
-
-    ``momentum`` where a group has one (SGD, RMSprop), ``beta1`` / ``beta2`` where it has betas
-    (Adam and its kin). ``prefix`` goes before the group (``"head/"``: ``lr/head/group0``).
-    """
-    values: dict[str, float] = {}
-    for index, group in enumerate(optimizer.param_groups):
-        where = f"{prefix}group{index}"
-        values[f"lr/{where}"] = float(group["lr"])
-        if "momentum" in group:
-            values[f"momentum/{where}"] = float(group["momentum"])
-        betas = group.get("betas")
-        if isinstance(betas, (tuple, list)) and len(betas) == 2:
-            values[f"beta1/{where}"], values[f"beta2/{where}"] = map(float, betas)
-    return values
+from stagegraph.runtime.callbacks.run_params import group_values
 
 
 class LRMonitor(Callback):

@@ -18,10 +18,9 @@ from stagegraph.graph.enums import CallbackNode, CallbackOrder
 from stagegraph.runtime.callbacks import mlflow_run
 from stagegraph.runtime.callbacks.mlflow_run import LOGGED_THROUGH, MLFLOW_HINT, Session, key
 from stagegraph.runtime.callbacks.run_params import (
-    as_float,
+    epoch_scalars,
     experiment_params,
     learning_rates,
-    metric_tag,
     stage_loaders,
 )
 
@@ -125,10 +124,7 @@ class MLflowLogger(Callback):
         session, step = self.session, int(runner.global_epoch)
         if session is None or step <= session.logged_through:
             return  # a resumed run: the run holds this epoch already
-        values = {metric_tag(name, self._loaders): as_float(value)
-                  for name, value in runner.epoch_metrics.items()}
-        for name, value in self._rates.items():
-            values.setdefault(name, value)
+        values = epoch_scalars(runner.epoch_metrics, self._loaders, self._rates)
         now = int(time.time() * 1000)
         metrics = [Metric(key(name), value, now, step) for name, value in values.items()]
         session.client.log_batch(session.run_id, metrics=metrics,

@@ -45,11 +45,39 @@ def as_float(value: Any) -> float:
     return float(value.detach() if hasattr(value, "detach") else value)
 
 
+def group_values(optimizer: Any, prefix: str = "") -> dict[str, float]:
+    """``{"lr/group0": 0.1, "momentum/group0": 0.9, ...}`` for every param group of ``optimizer``.
+
+    ``momentum`` where a group has one (SGD, RMSprop), ``beta1`` / ``beta2`` where it has betas
+    (Adam and its kin). ``prefix`` goes before the group (``"head/"``: ``lr/head/group0``).
+    """
+    values: dict[str, float] = {}
+    for index, group in enumerate(optimizer.param_groups):
+        where = f"{prefix}group{index}"
+        values[f"lr/{where}"] = float(group["lr"])
+        if "momentum" in group:
+            values[f"momentum/{where}"] = float(group["momentum"])
+        betas = group.get("betas")
+        if isinstance(betas, (tuple, list)) and len(betas) == 2:
+            values[f"beta1/{where}"], values[f"beta2/{where}"] = map(float, betas)
+    return values
+
+
 def learning_rates(optimizer: Any) -> dict[str, float]:
     """``lr/group{i}`` for every param group of ``optimizer`` (none without one)."""
-    groups = getattr(optimizer, "param_groups", None) or ()
-    return {f"lr/group{i}": float(group["lr"]) for i, group in enumerate(groups)
-            if "lr" in group}
+    if getattr(optimizer, "param_groups", None) is None:
+        return {}
+    return {k: v for k, v in group_values(optimizer).items() if k.startswith("lr/")}
+
+
+def epoch_scalars(epoch_metrics: dict[str, Any], loaders: Iterable[str],
+                  rates: dict[str, float]) -> dict[str, float]:
+    """What a tracker writes at an epoch's end: every epoch metric under its `metric_tag`, then
+    the learning ``rates`` an epoch metric does not already name (an `LRMonitor`'s come first)."""
+    scalars = {metric_tag(key, loaders): as_float(value) for key, value in epoch_metrics.items()}
+    for tag, value in rates.items():
+        scalars.setdefault(tag, value)
+    return scalars
 
 
 def stage_loaders(runner: Any) -> tuple[str, ...]:

@@ -13,9 +13,9 @@ from stagegraph.graph.callback import Callback
 from stagegraph.graph.enums import CallbackNode, CallbackOrder
 from stagegraph.runtime.callbacks.run_params import (
     as_float,
+    epoch_scalars,
     experiment_params,
     learning_rates,
-    metric_tag,
     stage_loaders,
 )
 
@@ -164,11 +164,7 @@ class TensorBoardLogger(Callback):
         if self.writer is None:
             return
         step = runner.global_epoch
-        scalars = {metric_tag(key, self._loaders): as_float(value)
-                   for key, value in runner.epoch_metrics.items()}
-        for tag, value in self._rates.items():
-            scalars.setdefault(tag, value)  # an lr monitor's own epoch metric comes first
-        for tag, value in scalars.items():
+        for tag, value in epoch_scalars(runner.epoch_metrics, self._loaders, self._rates).items():
             self.writer.add_scalar(tag, value, step)
         self.writer.flush()
 
